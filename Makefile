@@ -1,0 +1,44 @@
+# Set-up and everyday targets. `make test` and `make demo` work on a fresh machine: they create the virtual
+# environment, install hrnas with its test extra, and install the Fashion-MNIST data from Debian if missing.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup data test test-fast lint format demo bench clean
+
+setup: $(VENV)/.installed data
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+data:
+	@test -f $(FMNIST)/train-images-idx3-ubyte.gz || \
+		($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y dataset-fashion-mnist)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+demo: setup
+	$(VENV)/bin/hrnas summary hrnas_cls_a --input-size 224 224
+
+bench: setup
+	$(PY) benchmarks/zoo_costs.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

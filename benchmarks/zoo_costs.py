@@ -1,0 +1,78 @@
+"""Parameters and MACs of every registered hrnas model at its own resolution, counted two ways.
+
+Writes benchmarks/results/zoo_costs.md and .csv. "MACs (paper)" is fvcore's trace in the paper convention
+(conv + linear + attention matmuls), "analytic" the count from the Arch integers that the search uses (they must
+agree), and "MACs (full)" adds BatchNorm, resizes and pooling.
+
+    python benchmarks/zoo_costs.py
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import hrnas
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    rows = []
+    for name in hrnas.list_models():
+        if name == "hrnas_custom":
+            continue
+        model = hrnas.create_model(name)
+        size = tuple(model.pretrained_cfg["input_size"][-2:])
+        paper = hrnas.profile(model, size)
+        full = hrnas.profile(model, size, convention="full")
+        analytic = hrnas.count_macs(model.arch, size)
+        rows.append(
+            dict(
+                model=name,
+                input=f"{size[0]}x{size[1]}",
+                params=paper.params,
+                macs_paper=paper.macs,
+                macs_analytic=analytic,
+                macs_full=full.macs,
+                blocks=len(model.arch.blocks()),
+                hidden_channels=sum(b.hidden for b in model.arch.blocks()),
+            )
+        )
+        print(f"{name:<26} {paper}")
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    _write_atomic(RESULTS / "zoo_costs.csv", buf.getvalue())
+
+    lines = [
+        "# hrnas model costs",
+        "",
+        "MACs are multiply-accumulates (what HR-NAS and most NAS papers call FLOPs). 'paper' = conv + linear +",
+        "attention matmuls (fvcore trace); 'analytic' = count from the Arch integers (used by the search);",
+        "'full' = paper + BatchNorm + resizes + pooling. Produced by `python benchmarks/zoo_costs.py`.",
+        "",
+        "| model | input | params (M) | GMACs paper | GMACs analytic | GMACs full | blocks | hidden channels |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['input']} | {r['params'] / 1e6:.3f} | {r['macs_paper'] / 1e9:.4f} | "
+            f"{r['macs_analytic'] / 1e9:.4f} | {r['macs_full'] / 1e9:.4f} | {r['blocks']} | {r['hidden_channels']} |"
+        )
+    _write_atomic(RESULTS / "zoo_costs.md", "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

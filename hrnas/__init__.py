@@ -1,0 +1,43 @@
+"""hrnas: HR-NAS (Ding et al., CVPR 2021) as a timm model family, with its supernet search as a library.
+
+Importing this package registers the ``hrnas_*`` models with timm::
+
+    import hrnas, timm
+    model = hrnas.create_model('hrnas_cls_a')
+    feats = timm.create_model('hrnas_supernet_seg', features_only=True)   # strides 2, 4, 8, 16, 32
+
+"FLOPs" in this library are multiply-accumulates (MACs); :func:`profile` states its convention.
+"""
+
+from .arch import Arch, ArchError, BlockSpec, ClsHeadSpec, DenseHeadSpec, FuseEdge, StageSpec
+from .archs import released_cls_arch, retrain_form
+from .cost import Profile, count_macs, count_params, profile
+from .net import HRNASNet
+from .spaces import SearchSpace, get_space, list_spaces
+from .zoo import UnknownModelError, create_model, list_models
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Arch",
+    "ArchError",
+    "BlockSpec",
+    "ClsHeadSpec",
+    "DenseHeadSpec",
+    "FuseEdge",
+    "HRNASNet",
+    "Profile",
+    "SearchSpace",
+    "StageSpec",
+    "UnknownModelError",
+    "__version__",
+    "count_macs",
+    "count_params",
+    "create_model",
+    "get_space",
+    "list_models",
+    "list_spaces",
+    "profile",
+    "released_cls_arch",
+    "retrain_form",
+]

@@ -1,0 +1,31 @@
+"""Optional datasets for trying hrnas models; the core library never imports this package.
+
+Datasets:
+
+- `FashionMNIST` (classification): real Fashion-MNIST images and labels (Zalando SE, MIT licence),
+  read from local idx files, by default those of the Debian package ``dataset-fashion-mnist``.
+  Nothing is downloaded.
+- `FashionMNISTScenes` (segmentation, 11 classes): real Fashion-MNIST classes and object pixels,
+  masks derived from those pixels, synthetic random layouts of several items per scene.
+- `SegmentationFolder` (segmentation): your own real data in a plain folder format
+  (``images/<name>.png|jpg`` plus ``masks/<name>.png``); `write_segmentation_folder` writes one.
+
+Per-dataset constants (class names, normalisation statistics) live in the submodules
+``fashion_mnist``, ``scenes`` and ``folder``.
+"""
+
+from ._errors import DataNotFoundError
+from .fashion_mnist import FashionMNIST, load_fashion_mnist, resolve_data_dir
+from .folder import SegmentationFolder, write_segmentation_folder
+from .scenes import FashionMNISTScenes, Placement
+
+__all__ = [
+    "DataNotFoundError",
+    "FashionMNIST",
+    "FashionMNISTScenes",
+    "Placement",
+    "SegmentationFolder",
+    "load_fashion_mnist",
+    "resolve_data_dir",
+    "write_segmentation_folder",
+]

@@ -1,0 +1,258 @@
+"""Search-space presets: the paper's supernets and small spaces for CPU demos and tests.
+
+A :class:`SearchSpace` is a compact, frozen description (widths, blocks per branch, kernels, expansion, head,
+transformer placement). :meth:`SearchSpace.supernet` expands it into the full-width :class:`hrnas.Arch`: every
+block with every kernel path at ``expand_ratio * in_chs`` hidden channels and, where the space places them,
+transformers with ``max_tokens`` tokens. The search only ever removes units from that network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from .arch import Arch, ArchError, BlockSpec, ClsHeadSpec, DenseHeadSpec, FuseEdge, StageSpec, fuse_sources
+
+__all__ = ["SearchSpace", "get_space", "list_spaces", "SPACES"]
+
+TRANSFORMER_PLACEMENTS = ("identity", "all", "none")
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A family of HR-NAS networks, described by its full-width supernet.
+
+    Args:
+        name: preset name.
+        task: ``'seg'``, ``'pose'`` or ``'cls'``.
+        description: one line for listings.
+        stages: per stage, the number of blocks of each branch (the number of branches is its length).
+        widths: per stage, the width of each branch.
+        stem: channels of the two stride-2 stem convs.
+        kernels: depthwise kernel sizes of every block.
+        expand_ratio: hidden channels per kernel path = ``round(in_chs * expand_ratio)``.
+        num_classes: default number of classes (or keypoints).
+        last_channel: output width of the dense head's block (dense tasks).
+        head_chs: widths of the classification head's increase blocks (cls task).
+        final_chs: width of the classification head's final 1x1 conv (cls task).
+        dropout: classifier dropout (cls task).
+        max_tokens: tokens of each transformer in the supernet.
+        transformers: where transformers go: ``'identity'`` (every block with an identity residual, the
+            default), ``'all'`` (every block) or ``'none'``.
+        act, bn_momentum, bn_eps, init: as in :class:`hrnas.Arch`.
+        input_size: the reference resolution (height, width) the space's costs are usually quoted at.
+    """
+
+    name: str
+    task: str
+    description: str
+    stages: tuple[tuple[int, ...], ...]
+    widths: tuple[tuple[int, ...], ...]
+    stem: tuple[int, int] = (24, 24)
+    kernels: tuple[int, ...] = (3, 5, 7)
+    expand_ratio: float = 4.0
+    num_classes: int = 1000
+    last_channel: int = 90
+    head_chs: tuple[int, ...] = (36, 72, 144, 320)
+    final_chs: int = 1600
+    dropout: float = 0.2
+    max_tokens: int = 64
+    transformers: str = "identity"
+    act: str = "relu"
+    bn_momentum: float = 0.01
+    bn_eps: float = 1e-3
+    init: str = "mnas"
+    input_size: tuple[int, int] = (224, 224)
+
+    def replace(self, **changes) -> SearchSpace:
+        """Return a copy with some fields changed (for example a different ``num_classes``)."""
+        return dataclasses.replace(self, **changes)
+
+    def _block(self, in_chs: int, out_chs: int, stride: int, placement: str, tokens: int) -> BlockSpec:
+        hidden = int(round(in_chs * self.expand_ratio))
+        has_identity = stride == 1 and in_chs == out_chs
+        with_tokens = placement == "all" or (placement == "identity" and has_identity)
+        return BlockSpec(
+            in_chs=in_chs,
+            out_chs=out_chs,
+            stride=stride,
+            kernels=tuple(self.kernels),
+            channels=tuple(hidden for _ in self.kernels),
+            tokens=tokens if with_tokens else 0,
+            act=self.act,
+        )
+
+    def supernet(
+        self,
+        *,
+        num_classes: int | None = None,
+        transformers: bool | str = True,
+        tokens: int | None = None,
+    ) -> Arch:
+        """The full-width network of this space.
+
+        Args:
+            num_classes: override the space's number of classes.
+            transformers: ``True`` uses the space's placement, ``False`` builds none, or a placement name
+                (``'identity'``, ``'all'``, ``'none'``).
+            tokens: tokens per transformer (default ``max_tokens``).
+        """
+        if transformers is True:
+            placement = self.transformers
+        elif transformers is False:
+            placement = "none"
+        else:
+            placement = transformers
+        if placement not in TRANSFORMER_PLACEMENTS:
+            raise ArchError(f"transformers: must be True, False or one of {TRANSFORMER_PLACEMENTS}, got {placement!r}")
+        n_tok = self.max_tokens if tokens is None else tokens
+        if len(self.stages) != len(self.widths):
+            raise ArchError(f"space {self.name}: stages and widths must have one entry per stage")
+
+        stages = []
+        in_widths: tuple[int, ...] = (self.stem[1],)
+        for s, (depths, widths) in enumerate(zip(self.stages, self.widths)):
+            if len(depths) != len(widths):
+                raise ArchError(f"space {self.name}: stage {s} has {len(depths)} depths but {len(widths)} widths")
+            fuse = []
+            for dst, src in fuse_sources(len(in_widths), len(widths)):
+                src_w = in_widths[src] if dst < len(in_widths) else widths[src]
+                stride = 2 if src < dst else 1
+                fuse.append(FuseEdge(dst, src, self._block(src_w, widths[dst], stride, placement, n_tok)))
+            branches = tuple(
+                tuple(self._block(w, w, 1, placement, n_tok) for _ in range(d)) for d, w in zip(depths, widths)
+            )
+            stages.append(StageSpec(widths=tuple(widths), fuse=tuple(fuse), branches=branches))
+            in_widths = tuple(widths)
+
+        n_cls = self.num_classes if num_classes is None else num_classes
+        if self.task == "cls":
+            if len(self.head_chs) != len(in_widths):
+                raise ArchError(f"space {self.name}: head_chs needs one width per branch ({len(in_widths)})")
+            incre = tuple(self._block(w, h, 1, placement, n_tok) for w, h in zip(in_widths, self.head_chs))
+            down = tuple(
+                self._block(self.head_chs[i], self.head_chs[i + 1], 2, placement, n_tok)
+                for i in range(len(self.head_chs) - 1)
+            )
+            head = ClsHeadSpec(incre, down, self.final_chs, n_cls, self.dropout)
+        else:
+            block = self._block(sum(in_widths), self.last_channel, 1, placement, n_tok)
+            head = DenseHeadSpec(block, n_cls)
+        return Arch(
+            task=self.task,
+            stem=self.stem,
+            stages=tuple(stages),
+            head=head,
+            act=self.act,
+            bn_momentum=self.bn_momentum,
+            bn_eps=self.bn_eps,
+            init=self.init,
+            name=f"supernet_{self.name}",
+        )
+
+
+# The paper's supernet body (reference/hrnas_original_code.md section 2.1), shared by every task.
+_PAPER_STAGES = ((1,), (2, 2), (2, 2, 3), (2, 2, 3, 4), (2, 2, 3, 4))
+_PAPER_WIDTHS = ((24,), (18, 36), (18, 36, 72), (18, 36, 72, 144), (18, 36, 72, 144))
+
+# A small body with the same topology (4 branches, strides 4..32) for CPU demos and tests.
+_TINY_STAGES = ((1,), (1, 1), (1, 1, 1), (1, 1, 1, 1))
+_TINY_WIDTHS = ((16,), (12, 24), (12, 24, 48), (12, 24, 48, 96))
+
+SPACES: Mapping[str, SearchSpace] = MappingProxyType(
+    {
+        "seg": SearchSpace(
+            name="seg",
+            task="seg",
+            description="paper segmentation supernet, Cityscapes settings (19 classes, last_channel 90)",
+            stages=_PAPER_STAGES,
+            widths=_PAPER_WIDTHS,
+            num_classes=19,
+            last_channel=90,
+            input_size=(512, 1024),
+        ),
+        "seg_ade": SearchSpace(
+            name="seg_ade",
+            task="seg",
+            description="paper segmentation supernet, ADE20K settings (150 classes, last_channel 180)",
+            stages=_PAPER_STAGES,
+            widths=_PAPER_WIDTHS,
+            num_classes=150,
+            last_channel=180,
+            input_size=(512, 512),
+        ),
+        "pose": SearchSpace(
+            name="pose",
+            task="pose",
+            description="paper keypoint supernet, COCO settings (17 heatmaps, last_channel 90)",
+            stages=_PAPER_STAGES,
+            widths=_PAPER_WIDTHS,
+            num_classes=17,
+            last_channel=90,
+            bn_momentum=0.1,
+            bn_eps=1e-5,
+            init="heatmap",
+            input_size=(256, 192),
+        ),
+        "cls": SearchSpace(
+            name="cls",
+            task="cls",
+            description="paper ImageNet supernet (1000 classes, head 36/72/144/320 -> 1600)",
+            stages=_PAPER_STAGES,
+            widths=_PAPER_WIDTHS,
+            num_classes=1000,
+            head_chs=(36, 72, 144, 320),
+            final_chs=1600,
+            dropout=0.2,
+            input_size=(224, 224),
+        ),
+        "seg_tiny": SearchSpace(
+            name="seg_tiny",
+            task="seg",
+            description="small segmentation space for CPU demos (Fashion-MNIST scenes: 11 classes, 64x64)",
+            stages=_TINY_STAGES,
+            widths=_TINY_WIDTHS,
+            stem=(16, 16),
+            expand_ratio=2.0,
+            num_classes=11,
+            last_channel=32,
+            max_tokens=16,
+            input_size=(64, 64),
+        ),
+        "cls_tiny": SearchSpace(
+            name="cls_tiny",
+            task="cls",
+            description="small classification space for CPU demos (Fashion-MNIST: 10 classes, 32x32)",
+            stages=_TINY_STAGES,
+            widths=_TINY_WIDTHS,
+            stem=(16, 16),
+            expand_ratio=2.0,
+            num_classes=10,
+            head_chs=(16, 32, 64, 128),
+            final_chs=256,
+            dropout=0.1,
+            max_tokens=16,
+            input_size=(32, 32),
+        ),
+    }
+)
+
+
+def list_spaces() -> list[str]:
+    """Names of the search-space presets."""
+    return list(SPACES)
+
+
+def get_space(name: str | SearchSpace) -> SearchSpace:
+    """Look up a preset by name (a :class:`SearchSpace` passes through)."""
+    if isinstance(name, SearchSpace):
+        return name
+    try:
+        return SPACES[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), list(SPACES), n=3, cutoff=0.4)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ArchError(f"unknown search space {name!r}.{hint} Available: {', '.join(SPACES)}.") from None

@@ -1,0 +1,64 @@
+"""Bad input gets one clear error naming the problem and the fix."""
+
+import pytest
+import torch
+
+import hrnas
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(hrnas.UnknownModelError, match=r"unknown model 'hrnas_supernet_sge'") as e:
+        hrnas.create_model("hrnas_supernet_sge")
+    assert "hrnas_supernet_seg" in str(e.value)
+    with pytest.raises(hrnas.UnknownModelError, match=r"Did you mean 'hrnas_cls_a'"):
+        hrnas.create_model("hrnas_cls_aa.fmnist")
+    with pytest.raises(ValueError, match="hrnas.list_models"):
+        hrnas.create_model("no_such_network_at_all")
+
+
+def test_wrong_number_of_input_channels():
+    model = hrnas.create_model("hrnas_supernet_tiny_seg").eval()
+    with pytest.raises(ValueError, match=r"expected 3 input channels, got 1 .*in_chans=1"):
+        model(torch.randn(1, 1, 64, 64))
+    gray = hrnas.create_model("hrnas_supernet_tiny_seg", in_chans=1).eval()
+    assert gray(torch.randn(1, 1, 64, 64)).shape == (1, 11, 16, 16)
+    with pytest.raises(ValueError, match="expected a 4-D input"):
+        model(torch.randn(3, 64, 64))
+
+
+def test_input_smaller_than_the_network_can_take():
+    model = hrnas.create_model("hrnas_supernet_tiny_cls").eval()
+    with pytest.raises(ValueError, match=r"input 28x40 is smaller than this network's minimum 32x32"):
+        model(torch.randn(1, 3, 28, 40))
+    with pytest.raises(ValueError, match="smaller than this network's minimum"):
+        model.forward_intermediates(torch.randn(1, 3, 16, 16))
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    assert model.pretrained_cfg["min_input_size"] == (3, 32, 32)
+
+
+def test_malformed_arch_through_create_model(tmp_path):
+    d = hrnas.get_space("seg_tiny").supernet().to_dict()
+    d["stages"][0]["fuse"][0]["block"]["channels"] = [1, 2]
+    with pytest.raises(hrnas.ArchError, match=r"stages\[0\]\.fuse\[0\]\.block\.channels: needs one value per kernel"):
+        hrnas.create_model("hrnas_custom", arch=d)
+    p = tmp_path / "a.json"
+    p.write_text("{ not json")
+    with pytest.raises(hrnas.ArchError, match="not valid JSON"):
+        hrnas.create_model("hrnas_custom", arch=str(p))
+    with pytest.raises(TypeError, match="hrnas_custom needs arch="):
+        hrnas.create_model("hrnas_custom")
+
+
+def test_dense_models_reject_pooling_and_dropout():
+    with pytest.raises(ValueError, match="dense .* models return maps and never pool"):
+        hrnas.create_model("hrnas_supernet_tiny_seg", global_pool="avg")
+    with pytest.raises(ValueError, match="drop_rate applies to classification models only"):
+        hrnas.create_model("hrnas_supernet_tiny_seg", drop_rate=0.1)
+    model = hrnas.create_model("hrnas_supernet_tiny_seg")
+    with pytest.raises(ValueError, match="dense models never pool"):
+        model.reset_classifier(3, "avg")
+
+
+def test_profile_rejects_unknown_convention():
+    with pytest.raises(ValueError, match=r"convention must be one of \['paper', 'full'\]"):
+        hrnas.profile(hrnas.create_model("hrnas_supernet_tiny_cls"), 32, convention="flops")
