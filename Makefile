@@ -35,7 +35,7 @@ format: setup
 	$(VENV)/bin/ruff format .
 
 demo: setup
-	$(VENV)/bin/hrnas summary hrnas_cls_a --input-size 224 224
+	$(VENV)/bin/hrnas search
 
 bench: setup
 	$(PY) benchmarks/zoo_costs.py

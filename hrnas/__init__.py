@@ -12,7 +12,9 @@ Importing this package registers the ``hrnas_*`` models with timm::
 from .arch import Arch, ArchError, BlockSpec, ClsHeadSpec, DenseHeadSpec, FuseEdge, StageSpec
 from .archs import released_cls_arch, retrain_form
 from .cost import Profile, count_macs, count_params, profile
+from .hub import load_pretrained, save_pretrained
 from .net import HRNASNet
+from .search import SearchConfig, SearchResult, create_supernet, search
 from .spaces import SearchSpace, get_space, list_spaces
 from .zoo import UnknownModelError, create_model, list_models
 
@@ -27,6 +29,8 @@ __all__ = [
     "FuseEdge",
     "HRNASNet",
     "Profile",
+    "SearchConfig",
+    "SearchResult",
     "SearchSpace",
     "StageSpec",
     "UnknownModelError",
@@ -34,10 +38,14 @@ __all__ = [
     "count_macs",
     "count_params",
     "create_model",
+    "create_supernet",
     "get_space",
     "list_models",
     "list_spaces",
+    "load_pretrained",
     "profile",
     "released_cls_arch",
     "retrain_form",
+    "save_pretrained",
+    "search",
 ]

@@ -64,6 +64,137 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_search(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from . import count_macs, count_params
+    from .search import SearchConfig, create_supernet, search
+    from .search.recipes import DataSpec, SupernetSpec, build_data, demo_settings
+
+    if args.config:
+        cfg = SearchConfig.from_yaml(args.config)
+        if not cfg.supernet or not cfg.data:
+            raise ValueError(f"{args.config} does not describe its supernet and data (was it written by hrnas search?)")
+        net_spec, data_spec = SupernetSpec(**cfg.supernet), DataSpec(**cfg.data)
+        overrides = {k: v for k, v in _search_overrides(args).items() if k in ("output_dir", "resume", "device")}
+        cfg = cfg.replace(**overrides)
+    else:
+        demo = demo_settings()
+        net_spec, data_spec = demo["supernet"], demo["data"]
+        if args.task and args.task != net_spec.task:
+            net_spec = SupernetSpec(task=args.task, space=f"{args.task}_tiny" if args.task != "pose" else None)
+            if args.task == "cls":
+                data_spec = DataSpec(name="fmnist", image_size=32, train_size=None, val_size=None)
+        for field_name, value in (("space", args.space), ("num_classes", args.num_classes)):
+            if value is not None:
+                setattr(net_spec, field_name, value)
+        if args.no_transformers:
+            net_spec.transformers = False
+        for field_name in ("data", "data_path", "image_size", "train_size", "val_size"):
+            value = getattr(args, field_name)
+            if value is not None:
+                setattr(data_spec, {"data": "name", "data_path": "path"}.get(field_name, field_name), value)
+        data_spec.num_classes = net_spec.num_classes
+        settings = dict(demo["search"])
+        settings.update(_search_overrides(args))
+        settings.setdefault("input_size", (data_spec.image_size, data_spec.image_size))
+        cfg = SearchConfig().replace(**settings, supernet=asdict(net_spec), data=asdict(data_spec))
+
+    import torch
+
+    torch.manual_seed(cfg.seed)  # the supernet's initial weights are part of the run
+    supernet = create_supernet(
+        net_spec.task, net_spec.num_classes, net_spec.space, net_spec.transformers, **net_spec.overrides
+    )
+    size = cfg.input_size or tuple(supernet.pretrained_cfg["input_size"][-2:])
+    start_macs, start_params = count_macs(supernet.arch, size), count_params(supernet.arch)
+    if not args.config and cfg.budget is None and cfg.params is None and not args.no_budget:
+        cfg = cfg.replace(budget=int(args.budget_fraction * start_macs))
+    train, val = build_data(data_spec)
+    print(
+        f"hrnas search: {net_spec.task} supernet '{supernet.arch.name}', {start_macs / 1e6:.2f} MMACs and "
+        f"{start_params / 1e6:.3f} M params at {size[0]}x{size[1]}; data {data_spec.name} "
+        f"({len(train)} train / {len(val)} val)"
+    )
+    if cfg.budget is not None or cfg.params is not None:
+        kind = "MACs" if cfg.budget is not None else "params"
+        print(f"budget: {cfg.budget if cfg.budget is not None else cfg.params:,} {kind}")
+    result = search(supernet, train, val, cfg)
+    print()
+    print(result.summary())
+    if cfg.output_dir:
+        print(
+            f"\nsaved to {cfg.output_dir}/ (load with hrnas.create_model({cfg.output_dir!r}); "
+            f"repeat with hrnas search --config {os.path.join(cfg.output_dir, 'config.yaml')})"
+        )
+    return 0
+
+
+def _search_overrides(args: argparse.Namespace) -> dict:
+    out = {}
+    for name in (
+        "budget",
+        "params",
+        "input_size",
+        "epochs",
+        "steps",
+        "batch_size",
+        "lr",
+        "optimizer",
+        "output_dir",
+        "resume",
+        "seed",
+        "device",
+        "num_workers",
+    ):
+        value = getattr(args, name, None)
+        if value is not None:
+            out[name] = tuple(value) if name == "input_size" else value
+    if getattr(args, "no_progress", False):
+        out["progress"] = False
+    return out
+
+
+def _add_search_parser(sub) -> None:
+    p = sub.add_parser(
+        "search",
+        help="search an architecture (no options: the CPU demo)",
+        description="Fine-grained progressive-shrinking search. Without options it runs the demo: the seg_tiny "
+        "space with transformers on Fashion-MNIST scenes at 64x64, to a fifth of the supernet's MACs.",
+    )
+    p.add_argument("--config", help="repeat a run from its config.yaml")
+    g = p.add_argument_group("supernet")
+    g.add_argument("--task", choices=("seg", "pose", "cls"))
+    g.add_argument("--space", help="search-space preset (hrnas spaces lists them)")
+    g.add_argument("--num-classes", type=int)
+    g.add_argument("--no-transformers", action="store_true", help="search conv channels only")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", choices=("fmnist-scenes", "fmnist", "folder"))
+    g.add_argument("--data-path", help="Fashion-MNIST idx directory, or the folder data set's root")
+    g.add_argument("--image-size", type=int)
+    g.add_argument("--train-size", type=int)
+    g.add_argument("--val-size", type=int)
+    g = p.add_argument_group("budget")
+    g.add_argument("--budget", help="MACs ceiling at --input-size, e.g. 20M or 1.4G")
+    g.add_argument("--params", help="parameter ceiling instead of MACs")
+    g.add_argument("--budget-fraction", type=float, default=0.2, help="default budget: this share of the supernet")
+    g.add_argument("--no-budget", action="store_true", help="the paper's fixed-rho schedule, no budget")
+    g.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="resolution the cost is counted at")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=float)
+    g.add_argument("--steps", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--optimizer", choices=("sgd", "adamw"))
+    g.add_argument("--output-dir")
+    g.add_argument("--resume", help="a run directory (or its checkpoint.pt) to continue")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--device")
+    g.add_argument("--num-workers", type=int)
+    g.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_search)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrnas", description="HR-NAS networks and search (timm model family).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--convention", choices=("paper", "full"), default="paper")
             p.add_argument("--depth", type=int, default=0, help="per-module table down to this depth")
         p.set_defaults(func=func)
+    _add_search_parser(sub)
     return parser
 
 

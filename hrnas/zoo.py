@@ -13,6 +13,7 @@ Importing :mod:`hrnas` registers these names with timm, after which ``timm.creat
 from __future__ import annotations
 
 import difflib
+import os
 from typing import Any
 
 import timm
@@ -21,6 +22,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 
 from .arch import Arch
 from .archs import released_cls_arch
+from .hub import is_model_dir, load_pretrained
 from .net import HRNASNet
 from .spaces import get_space
 
@@ -181,13 +183,18 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> HRNASNet
     """Create an hrnas model (or any timm model) by name.
 
     Args:
-        name: a registered name (``'hrnas_cls_a'``), ``'name.tag'`` for a specific weights tag, or
-            ``'hf-hub:org/repo'``.
+        name: a registered name (``'hrnas_cls_a'``), ``'name.tag'`` for a specific weights tag,
+            ``'hf-hub:org/repo'``, or a local model directory (``save_pretrained`` / ``SearchResult.save`` output;
+            its weights are always loaded).
         pretrained: load weights.
         **kwargs: passed to ``timm.create_model`` (``num_classes``, ``in_chans``, ``features_only``,
             ``out_indices``, ``arch`` for ``hrnas_custom``...).
     """
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
     if not isinstance(name, str):
         raise TypeError(f"model name must be a string, got {type(name).__name__}")
+    if is_model_dir(name):
+        return load_pretrained(name, **kwargs)
     _check_model_name(name)
     return timm.create_model(name, pretrained=pretrained, **kwargs)

@@ -32,6 +32,14 @@ NUM_CLASSES = len(CLASS_NAMES)  # 11: background plus the ten Fashion-MNIST clas
 ITEM_THRESHOLD = 10.0
 
 _SOURCE_SPLIT = {"train": "train", "val": "test", "test": "test"}
+_PLACEMENT_TRIES = 20
+
+
+def _overlap(a: Placement, b: Placement) -> float:
+    """Shared box area as a fraction of the smaller of the two boxes."""
+    rows = max(0, min(a.top + a.size, b.top + b.size) - max(a.top, b.top))
+    cols = max(0, min(a.left + a.size, b.left + b.size) - max(a.left, b.left))
+    return rows * cols / min(a.size, b.size) ** 2
 
 
 class Placement(NamedTuple):
@@ -61,6 +69,8 @@ class FashionMNISTScenes(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         items: inclusive ``(min, max)`` number of items per scene.
         scale: inclusive ``(min, max)`` item side relative to the native 28 pixels; items larger
             than the canvas are shrunk to fit.
+        max_overlap: largest share of an item's box that another item's box may cover; an item
+            that finds no such position in a few random tries is left out (1.0: no limit).
         seed: selects the family of layouts.
         data_dir: folder holding the Fashion-MNIST idx files; see `resolve_data_dir`.
         channels: 3 replicates the grey channel, 1 keeps it single.
@@ -74,8 +84,9 @@ class FashionMNISTScenes(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         num_scenes: int = 1000,
         *,
         canvas: int | tuple[int, int] = 64,
-        items: tuple[int, int] = (2, 5),
-        scale: tuple[float, float] = (0.5, 2.0),
+        items: tuple[int, int] = (1, 4),
+        scale: tuple[float, float] = (0.6, 1.5),
+        max_overlap: float = 0.25,
         seed: int = 0,
         data_dir: str | os.PathLike[str] | None = None,
         channels: int = 3,
@@ -100,6 +111,9 @@ class FashionMNISTScenes(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         self.canvas = (height, width)
         self.items = items
         self.scale = scale
+        if not 0.0 <= max_overlap <= 1.0:
+            raise ValueError(f"max_overlap must be a fraction in [0, 1], got {max_overlap}.")
+        self.max_overlap = max_overlap
         self.seed = seed
         self.channels = channels
         self.augment = augment
@@ -124,15 +138,21 @@ class FashionMNISTScenes(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         # scalar draws, which are far cheaper in plain Python than as tiny tensors.
         rng = random.Random(_derive_seed("scene", self.seed, self.split, index))
         height, width = self.canvas
-        placements = []
+        placements: list[Placement] = []
         for _ in range(rng.randint(*self.items)):
             source_index = rng.randrange(len(self.labels))
             size = round(IMAGE_SIDE * rng.uniform(*self.scale))
             size = min(max(size, 1), height, width)
-            top = rng.randint(0, height - size)
-            left = rng.randint(0, width - size)
             label = int(self.labels[source_index])
-            placements.append(Placement(source_index, label, top, left, size))
+            # A few tries for a position that hides at most `max_overlap` of either box; an item that
+            # finds none is left out, so scenes stay readable (most of every object visible).
+            for _attempt in range(_PLACEMENT_TRIES):
+                top = rng.randint(0, height - size)
+                left = rng.randint(0, width - size)
+                item = Placement(source_index, label, top, left, size)
+                if all(_overlap(item, other) <= self.max_overlap for other in placements):
+                    placements.append(item)
+                    break
         return tuple(placements)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:

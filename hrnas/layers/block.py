@@ -116,6 +116,11 @@ class MixedKernelBlock(nn.Module):
             self.conv_pwl = nn.Conv2d(hidden, spec.out_chs, 1, bias=False)
             self.bn3 = nn.BatchNorm2d(spec.out_chs, **bn_kwargs)
 
+        if not hidden:
+            # What remains of paths that the search removed: their constant output (folded when they were
+            # removed, zero in a freshly built block) added per output channel.
+            self.register_buffer("bias", torch.zeros(spec.out_chs))
+
         if spec.has_identity:
             self.shortcut: nn.Module = nn.Identity()
         else:
@@ -148,6 +153,8 @@ class MixedKernelBlock(nn.Module):
             h = self.act2(self.bn2(self._depthwise(h)))
             h = self.se(h)
             out = out + self.bn3(self.conv_pwl(h))
+        else:
+            out = out + self.bias.view(1, -1, 1, 1)
         if self.transformer is not None:
             out = out + self.transformer(x, out.shape[-2], out.shape[-1])
         return out

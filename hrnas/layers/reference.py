@@ -89,6 +89,8 @@ def reference_to_fused(state: Dict[str, torch.Tensor], spec: BlockSpec) -> Dict[
         for p in range(n_paths):
             out[f"conv_dw.{p}.weight"] = state[f"ops.{p}.1.0.weight"]
         out["conv_pwl.weight"] = cat("2.weight", dim=1)
+    else:
+        out["bias"] = torch.zeros(spec.out_chs)  # the original drops an empty block's paths without a trace
     if "residual.weight" in state:
         out["shortcut.weight"] = state["residual.weight"]
     return out

@@ -1,0 +1,121 @@
+"""Model directories: ``config.json`` (timm's layout, carrying the full ``Arch``) + ``model.safetensors``.
+
+A directory written by :func:`save_pretrained` loads with ``hrnas.create_model(path)`` or, through timm's own
+loader, ``timm.create_model('local-dir:' + path, pretrained=True)`` after ``import hrnas``. Weights are only
+ever written and read as safetensors (never pickles).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from safetensors.torch import save_file
+from timm.models import PretrainedCfg
+
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "is_model_dir", "load_pretrained", "save_pretrained"]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def is_model_dir(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a directory holding an hrnas/timm ``config.json``."""
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, CONFIG_NAME))
+
+
+def _model_config(model: torch.nn.Module, pretrained_cfg: Optional[dict]) -> dict[str, Any]:
+    arch = model.arch
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    cfg.update(pretrained_cfg or {})
+    known = {f.name for f in dataclasses.fields(PretrainedCfg)}
+    for key in list(cfg):
+        # weight sources describe where the weights came from, not this directory
+        if key not in known or key in ("file", "url", "hf_hub_id", "hf_hub_filename", "state_dict", "source"):
+            cfg.pop(key)
+    cfg.pop("architecture", None)
+    cfg.setdefault("first_conv", "stem.0.conv")
+    cfg.setdefault("classifier", "head.fc")
+    cfg["num_classes"] = model.num_classes
+    cfg.setdefault("license", "apache-2.0")
+    if "input_size" in cfg:
+        cfg["input_size"] = [model.in_chans, *list(cfg["input_size"])[-2:]]
+        h, w = cfg["input_size"][-2:]
+        red = 4 if arch.is_dense else arch.reduction
+        cfg["pool_size"] = [-(-h // red), -(-w // red)]
+    return {
+        "architecture": "hrnas_custom",
+        "num_classes": model.num_classes,
+        "num_features": model.num_features,
+        "global_pool": model.global_pool,
+        "model_args": {"arch": arch.to_dict(), "in_chans": model.in_chans},
+        "pretrained_cfg": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+    }
+
+
+def save_pretrained(
+    model: torch.nn.Module,
+    directory: str | os.PathLike,
+    *,
+    model_card: Optional[str] = None,
+    pretrained_cfg: Optional[dict] = None,
+) -> Path:
+    """Write ``config.json``, ``model.safetensors`` and ``README.md`` for ``model`` into ``directory``.
+
+    Files are written to a temporary directory first and moved into place, so a failure leaves no half-written
+    file. Other files already in ``directory`` are left alone.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = _model_config(model, pretrained_cfg)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".tmp-save-") as tmp:
+        tmp = Path(tmp)
+        with open(tmp / CONFIG_NAME, "w") as f:
+            json.dump(config, f, indent=1)
+            f.write("\n")
+        save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        (tmp / "README.md").write_text(model_card or _default_card(model))
+        for name in (WEIGHTS_NAME, CONFIG_NAME, "README.md"):
+            os.replace(tmp / name, directory / name)
+    return directory
+
+
+def _default_card(model: torch.nn.Module) -> str:
+    arch = model.arch
+    return (
+        f"# HR-NAS {arch.task} network\n\n"
+        "Load with:\n\n```python\nimport hrnas\nmodel = hrnas.create_model('path/to/this/directory')\n```\n\n"
+        f"Architecture:\n\n```\n{arch.summary()}\n```\n"
+    )
+
+
+def load_pretrained(directory: str | os.PathLike, **kwargs: Any) -> torch.nn.Module:
+    """Build the model described by ``directory/config.json`` and load ``model.safetensors`` into it.
+
+    Keyword arguments go to ``timm.create_model`` (``num_classes`` drops the classifier weights, ``in_chans``
+    adapts the stem, ``features_only`` builds the feature extractor).
+    """
+    import timm
+
+    directory = os.fspath(directory)
+    if not is_model_dir(directory):
+        raise FileNotFoundError(f"{directory!r} is not a model directory (no {CONFIG_NAME} in it)")
+    weights = os.path.join(directory, WEIGHTS_NAME)
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f"{directory!r} has no {WEIGHTS_NAME}")
+    return timm.create_model(f"local-dir:{os.path.abspath(directory)}", pretrained=True, **kwargs)
+
+
+def copy_model_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Copy the model files (config, weights, card) of one directory into another."""
+    os.makedirs(dst, exist_ok=True)
+    for name in (CONFIG_NAME, WEIGHTS_NAME, "README.md"):
+        if os.path.exists(os.path.join(src, name)):
+            shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))

@@ -1,0 +1,110 @@
+"""Budgets and the L1 strength rho: the paper's fixed ramp, and hrnas's budget-targeted control.
+
+Paper mode (no budget): ``rho`` ramps linearly from 0 to ``rho_max`` over the warm-up, then stays; whatever the
+threshold removes is the result.
+
+Budget mode: the cost is steered along a geometric trajectory from the supernet's cost to ``0.95 x budget``,
+reached at ``reach`` (default 60 %) of the run; the rest of the run trains the final architecture. At every
+shrink check the units whose gamma is ~0 are removed (never below ``0.9 x budget``); if the network is still
+above the trajectory, the lowest ``|gamma| / cost`` units are removed down to it, and ``rho`` grows, because the
+penalty was too weak to empty them by itself; when the network is ahead of the trajectory ``rho`` shrinks. So the
+run ends inside ``[0.9, 1.0] x budget`` by construction, and ``rho`` finds its own scale for the data, the
+optimizer and the run length (the paper could only reach a size by trying values of ``rho``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+
+__all__ = ["BudgetController", "RhoRamp", "parse_amount"]
+
+_SUFFIX = {"": 1, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
+def parse_amount(value: str | int | float) -> int:
+    """``'1.4G'`` -> 1_400_000_000, ``'300M'``, ``'512k'``, plain numbers; MACs or parameters."""
+    if isinstance(value, bool):
+        raise ValueError(f"budget must be a number such as '1.4G' or 300e6, got {value!r}")
+    if isinstance(value, (int, float)):
+        if value <= 0 or not math.isfinite(value):
+            raise ValueError(f"budget must be positive, got {value!r}")
+        return int(value)
+    m = re.fullmatch(
+        r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmMgGtT]?)\s*(?:MACs|FLOPs|params)?\s*", str(value)
+    )
+    if not m:
+        raise ValueError(f"cannot read budget {value!r}; write it like '1.4G', '300M', '2.5e8' or 512000")
+    amount = float(m.group(1)) * _SUFFIX[m.group(2).upper()]
+    if amount <= 0:
+        raise ValueError(f"budget must be positive, got {value!r}")
+    return int(amount)
+
+
+@dataclass
+class RhoRamp:
+    """The paper's schedule: linear from 0 to ``rho_max`` over ``warmup_steps``, then constant."""
+
+    rho_max: float
+    warmup_steps: int
+
+    def rho(self, step: int) -> float:
+        if self.warmup_steps <= 0:
+            return self.rho_max
+        return self.rho_max * min(1.0, step / self.warmup_steps)
+
+
+@dataclass
+class BudgetController:
+    """Steers the cost to ``[lower, 1] x budget`` (see the module docstring).
+
+    Args:
+        budget: the cost ceiling (MACs or parameters at the cost configuration).
+        start: the supernet's cost.
+        total_steps: length of the run.
+        rho: the initial penalty strength.
+        reach: fraction of the run at which the trajectory arrives at ``goal x budget``.
+        goal: where the trajectory ends, as a fraction of the budget.
+        lower: the floor, as a fraction of the budget, below which nothing is removed.
+        up, down: factors applied to rho when the trajectory needed forced removals, or was over-achieved.
+    """
+
+    budget: float
+    start: float
+    total_steps: int
+    rho: float
+    reach: float = 0.6
+    goal: float = 0.95
+    lower: float = 0.9
+    up: float = 1.5
+    down: float = 1.25
+    rho_min: float = 1e-8
+    rho_max: float = 10.0
+
+    def target(self, step: int) -> float:
+        """The cost the network should have at ``step`` (never below ``goal x budget``)."""
+        end = self.goal * self.budget
+        if self.start <= end:
+            return end
+        frac = min(1.0, step / max(1.0, self.reach * self.total_steps))
+        return self.start * (end / self.start) ** frac
+
+    @property
+    def floor(self) -> float:
+        return self.lower * self.budget
+
+    def update(self, step: int, cost: float, forced: bool) -> None:
+        """Adapt rho after a shrink check that left the network at ``cost``."""
+        if forced:
+            self.rho = min(self.rho * self.up, self.rho_max)
+        elif cost < 0.98 * self.target(step) or cost <= self.goal * self.budget:
+            # ahead of the trajectory, or arrived: let the remaining units recover
+            self.rho = max(self.rho / self.down, self.rho_min)
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)

@@ -1,0 +1,183 @@
+"""``SearchConfig``: every setting of a search run, saved as ``config.yaml`` so any run can be repeated.
+
+The defaults follow the paper where they carry over to short CPU runs (threshold 1e-3, EMA 0.9999 adjusted to
+the batch size with the original warm-up, BN re-calibration before every evaluation, cost-weighted L1 on the BN
+gates); the optimizer and schedule defaults suit runs of a few epochs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any, Optional, Tuple
+
+__all__ = ["SearchConfig", "PAPER_RHO"]
+
+# rho_max of the original configs (reference section 4.4), used in paper mode (no budget).
+PAPER_RHO = {"cls": 1.8e-4, "seg": 1.4e-4, "pose": 1e-6}
+
+
+@dataclass
+class SearchConfig:
+    """Settings of :func:`hrnas.search`. Every field can also be passed to ``search`` as a keyword.
+
+    Budget and cost:
+        budget: MACs ceiling (``'1.4G'``, ``'300M'``, a number) at ``input_size``; the run ends inside
+            ``[0.9, 1.0] x budget``. ``None`` (and no ``params``) runs the paper's fixed-rho schedule.
+        params: parameter ceiling instead of MACs.
+        input_size: ``(height, width)`` the cost is counted at (default: the space's reference resolution).
+        cost_num_classes: classifier width the budget is stated for (default: the network's own).
+
+    Training:
+        epochs, steps: run length (``steps`` wins when given).
+        batch_size: per process.
+        optimizer: ``'sgd'`` (momentum, Nesterov) or ``'adamw'``.
+        lr, momentum, weight_decay, betas, eps: optimizer settings (``lr`` is the peak of the schedule).
+        lr_schedule: ``'cosine'`` or ``'constant'``, after a linear warm-up over ``lr_warmup`` of the run (at
+            least 10 steps, at most half the run).
+        label_smoothing, ignore_index: classification / segmentation loss settings.
+        grad_clip: clip the gradient norm (``None``: off); the untrained network's large logits can make the first
+            steps diverge at small batch sizes without it.
+        amp: ``'bf16'`` or ``'fp16'`` autocast on GPU (``None``: off); ``channels_last``: memory format of the
+            training network (default on: faster on the CPUs and GPUs measured).
+
+    Search:
+        rho: paper mode's rho_max (default per task: cls 1.8e-4, seg 1.4e-4, pose 1e-6); budget mode's starting
+            rho (default: scaled to the run so gates can move by about 0.1 before the trajectory ends).
+        rho_warmup_epochs: paper mode's linear ramp of rho (25 epochs in the paper; at most half the run).
+        penalty: ``'cost'`` (the paper: units penalised by their cost) or ``'equal'`` (plain network slimming).
+        l1: ``'proximal'`` (soft-thresholding after each step, which reaches exact zeros) or ``'subgradient'``
+            (the L1 term in the loss, as the original code).
+        threshold: gate value at or below which a unit is dead (1e-3).
+        min_shrink: paper mode shrinks once dead units add up to this cost (default: 1e6 MACs or 0.5 % of the
+            supernet, whichever is smaller).
+        shrink_every: steps between shrink checks (default: the run split into about 40 checks).
+        reach: budget mode: fraction of the run at which the cost reaches the budget.
+
+    Evaluation and bookkeeping:
+        ema_decay: EMA decay at batch 4096 (adjusted to the batch size as in the paper); 0 disables the EMA.
+        calib_batches: batches for BatchNorm re-calibration before each evaluation.
+        eval_every: steps between evaluations (default: 8 per run); ``max_val_batches`` caps each evaluation.
+        checkpoint_every: steps between checkpoints (default: every evaluation).
+        output_dir: where checkpoints, ``history.jsonl``, plots and the result go (``None``: nothing written).
+        seed, device, num_workers, progress, on_nan (``'stop'`` or ``'skip'``).
+
+    Provenance:
+        supernet, data: descriptions of the supernet and data of the run (filled by ``hrnas search`` so that
+            ``hrnas search --config`` can rebuild them; informational in library calls).
+    """
+
+    budget: Optional[Any] = None
+    params: Optional[Any] = None
+    input_size: Optional[Tuple[int, int]] = None
+    cost_num_classes: Optional[int] = None
+
+    epochs: float = 10.0
+    steps: Optional[int] = None
+    batch_size: int = 32
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    betas: Tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    lr_schedule: str = "cosine"
+    lr_warmup: float = 0.03
+    label_smoothing: float = 0.0
+    ignore_index: int = 255
+    grad_clip: Optional[float] = 5.0
+    amp: Optional[str] = None
+    channels_last: Optional[bool] = None
+
+    rho: Optional[float] = None
+    rho_warmup_epochs: float = 25.0
+    penalty: str = "cost"
+    l1: str = "proximal"
+    threshold: float = 1e-3
+    min_shrink: Optional[float] = None
+    shrink_every: Optional[int] = None
+    reach: float = 0.6
+
+    ema_decay: float = 0.9999
+    calib_batches: int = 10
+    eval_every: Optional[int] = None
+    max_val_batches: Optional[int] = None
+    checkpoint_every: Optional[int] = None
+    output_dir: Optional[str] = None
+    resume: Optional[str] = None
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 0
+    progress: bool = True
+    on_nan: str = "stop"
+    supernet: Optional[dict] = None
+    data: Optional[dict] = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        choices = {
+            "optimizer": ("sgd", "adamw"),
+            "lr_schedule": ("cosine", "constant"),
+            "penalty": ("cost", "equal"),
+            "l1": ("proximal", "subgradient"),
+            "on_nan": ("stop", "skip"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.amp not in (None, "bf16", "fp16"):
+            raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {self.amp!r}")
+        if self.budget is not None and self.params is not None:
+            raise ValueError("give either budget= (MACs) or params=, not both")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.steps is None and not self.epochs > 0:
+            raise ValueError(f"epochs must be > 0, got {self.epochs}")
+        if self.input_size is not None:
+            self.input_size = _pair(self.input_size)
+        self.betas = tuple(self.betas)
+
+    def replace(self, **changes: Any) -> SearchConfig:
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            import difflib
+
+            names = [f.name for f in dataclasses.fields(self)]
+            hints = {u: difflib.get_close_matches(u, names, n=1) for u in unknown}
+            text = ", ".join(f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for u, h in hints.items())
+            raise TypeError(f"unknown search setting(s): {text}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["input_size"] = list(self.input_size) if self.input_size else None
+        d["betas"] = list(self.betas)
+        return d
+
+    def save_yaml(self, path: str | os.PathLike) -> None:
+        import yaml
+
+        tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            yaml.safe_dump(self.to_dict(), f, sort_keys=False)
+        os.replace(tmp, path)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> SearchConfig:
+        import yaml
+
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{os.fspath(path)}: expected a mapping of search settings")
+        return cls().replace(**data)
+
+
+def _pair(size: Any) -> Tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    h, w = size
+    return int(h), int(w)

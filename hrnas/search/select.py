@@ -1,0 +1,199 @@
+"""Choosing which units to remove at a shrink check.
+
+All units of the current network (hidden channels and tokens) are laid out in flat tensors with their gate
+(``|gamma|`` on the current weights and on the EMA weights) and cost. The paper's rule removes the units whose
+gate is at most the threshold on both; budget mode adds the trajectory and the final cut
+(:mod:`hrnas.search.budget`), ranking units by ``|gamma| / penalty`` so that the cheapest importance per unit of
+cost goes first. Costs of candidate removals are always exact (the whole ``Arch`` is re-counted), so the budget
+holds for transformers' quadratic token costs too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import torch
+
+from ..arch import Arch
+from .budget import BudgetController
+from .shrink import BlockKeep
+from .units import CostModel
+
+__all__ = ["UnitIndex", "Selection", "select_units"]
+
+
+class UnitIndex:
+    """Every searchable unit of a network with its gate values, penalty and owning block."""
+
+    def __init__(
+        self,
+        arch: Arch,
+        state: Dict[str, torch.Tensor],
+        ema_state: Optional[Dict[str, torch.Tensor]],
+        cost_model: CostModel,
+        normalizer: float,
+        equal_penalty: bool = False,
+    ) -> None:
+        self.arch = arch
+        self.cost_model = cost_model
+        self.names = [n for n, _ in arch.named_blocks()]
+        self.specs = [b for _, b in arch.named_blocks()]
+        penalties = cost_model.penalties(arch, normalizer, equal=equal_penalty)
+        blocks, slots, kinds, locals_, gates, gates_ema, pens = [], [], [], [], [], [], []
+        self.slot_of_path = []  # for each block: list of slot ids, one per existing path; tokens get their own slot
+        slot = 0
+        for bi, (name, spec) in enumerate(zip(self.names, self.specs)):
+            path_slots = []
+            pvec, ptok = penalties[name]
+            if spec.hidden:
+                g = state[f"{name}.bn2.weight"].detach().float().cpu().abs()
+                ge = ema_state[f"{name}.bn2.weight"].float().cpu().abs() if ema_state else g
+                start = 0
+                for _, n in spec.paths:
+                    blocks.append(torch.full((n,), bi))
+                    slots.append(torch.full((n,), slot))
+                    kinds.append(torch.zeros(n, dtype=torch.long))
+                    locals_.append(torch.arange(start, start + n))
+                    path_slots.append(slot)
+                    slot += 1
+                    start += n
+                gates.append(g)
+                gates_ema.append(ge)
+                pens.append(pvec.float())
+            if spec.tokens:
+                n = spec.tokens
+                g = state[f"{name}.transformer.input_norm.weight"].detach().float().cpu().abs()
+                ge = ema_state[f"{name}.transformer.input_norm.weight"].float().cpu().abs() if ema_state else g
+                blocks.append(torch.full((n,), bi))
+                slots.append(torch.full((n,), slot))
+                kinds.append(torch.ones(n, dtype=torch.long))
+                locals_.append(torch.arange(n))
+                gates.append(g)
+                gates_ema.append(ge)
+                pens.append(torch.full((n,), float(ptok)))
+                path_slots.append(slot)
+                slot += 1
+            self.slot_of_path.append(path_slots)
+        self.num_slots = slot
+        empty_long = torch.zeros(0, dtype=torch.long)
+        self.block = torch.cat(blocks) if blocks else empty_long
+        self.slot = torch.cat(slots) if slots else empty_long
+        self.kind = torch.cat(kinds) if kinds else empty_long
+        self.local = torch.cat(locals_) if locals_ else empty_long
+        self.gate = torch.cat(gates) if gates else torch.zeros(0)
+        self.gate_ema = torch.cat(gates_ema) if gates_ema else torch.zeros(0)
+        self.penalty = torch.cat(pens) if pens else torch.zeros(0)
+
+    def __len__(self) -> int:
+        return len(self.gate)
+
+    def arch_without(self, removed: torch.Tensor) -> Arch:
+        """The architecture after removing the units flagged in ``removed``."""
+        kept = torch.bincount(self.slot[~removed], minlength=self.num_slots).tolist()
+        new = []
+        for spec, slots in zip(self.specs, self.slot_of_path):
+            it = iter(slots)
+            channels = tuple(kept[next(it)] if c > 0 else 0 for c in spec.channels)
+            tokens = kept[next(it)] if spec.tokens else 0
+            new.append(spec.replace(channels=channels, tokens=tokens))
+        return self.arch.with_blocks(new)
+
+    def cost_without(self, removed: torch.Tensor) -> int:
+        return self.cost_model.total(self.arch_without(removed))
+
+    def keeps(self, removed: torch.Tensor) -> Dict[str, BlockKeep]:
+        """Per block that loses something: the indices it keeps (for :func:`hrnas.search.shrink.plan_shrink`)."""
+        out = {}
+        touched = self.block[removed].unique().tolist()
+        for bi in touched:
+            in_block = self.block == bi
+            ch = in_block & (self.kind == 0)
+            tok = in_block & (self.kind == 1)
+            spec = self.specs[bi]
+            out[self.names[bi]] = BlockKeep(
+                channels=self.local[ch & ~removed],
+                tokens=self.local[tok & ~removed] if spec.tokens else None,
+            )
+        return out
+
+
+@dataclass
+class Selection:
+    removed: torch.Tensor  # bool over units
+    forced: bool  # units with a non-negligible gate had to go to meet the trajectory or the budget
+    cost_before: int
+    cost_after: int
+
+
+def _largest_prefix(n: int, ok: Callable[[int], bool]) -> int:
+    """Largest k in [0, n] with ok(k), for ok monotone decreasing in k (True up to some point)."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def select_units(
+    index: UnitIndex,
+    threshold: float,
+    controller: Optional[BudgetController] = None,
+    step: int = 0,
+    final: bool = False,
+    min_shrink: float = 0.0,
+) -> Selection:
+    """Decide which units to remove now.
+
+    Args:
+        index: the units of the current network.
+        threshold: a unit is dead when its gate is at most this (on the current and the EMA weights; on the EMA
+            weights only when ``final``).
+        controller: budget mode when given; paper mode otherwise.
+        step: the current step (for the budget trajectory).
+        final: the end of the run: EMA gates decide, and the budget's ceiling is enforced.
+        min_shrink: paper mode removes dead units only once their cost adds up to this (or when ``final``).
+    """
+    n = len(index)
+    none = torch.zeros(n, dtype=torch.bool)
+    before = index.cost_without(none)
+    if n == 0:
+        return Selection(none, False, before, before)
+    dead = index.gate_ema <= threshold if final else (index.gate <= threshold) & (index.gate_ema <= threshold)
+    score = torch.maximum(index.gate, index.gate_ema) / index.penalty.clamp(min=1e-12)
+
+    if controller is None:
+        after = index.cost_without(dead)
+        if dead.any() and (final or before - after >= min_shrink):
+            return Selection(dead, False, before, after)
+        return Selection(none, False, before, before)
+
+    # dead units go first, cheapest importance per cost first, but never below the floor
+    dead_idx = torch.nonzero(dead).flatten()
+    dead_idx = dead_idx[score[dead_idx].argsort(stable=True)]
+
+    def removing(idx: torch.Tensor, k: int, base: torch.Tensor) -> torch.Tensor:
+        m = base.clone()
+        m[idx[:k]] = True
+        return m
+
+    floor = controller.floor
+    k = _largest_prefix(len(dead_idx), lambda k: index.cost_without(removing(dead_idx, k, none)) >= floor)
+    removed = removing(dead_idx, k, none)
+    cost = index.cost_without(removed)
+
+    target = controller.budget * controller.goal if final else controller.target(step)
+    forced = False
+    if cost > target:
+        alive_idx = torch.nonzero(~removed).flatten()
+        alive_idx = alive_idx[score[alive_idx].argsort(stable=True)]
+        # smallest k with cost <= target == (largest k with cost > target) + 1
+        k2 = _largest_prefix(len(alive_idx), lambda k: index.cost_without(removing(alive_idx, k, removed)) > target)
+        k2 = min(k2 + 1, len(alive_idx))
+        removed = removing(alive_idx, k2, removed)
+        cost = index.cost_without(removed)
+        forced = k2 > 0
+    return Selection(removed, forced, before, cost)

@@ -1,0 +1,242 @@
+"""Physical shrinking: remove channels and tokens from a network, its EMA and its optimizer state.
+
+Given which hidden channels and tokens each block keeps, :func:`plan_shrink` produces the smaller ``Arch`` and a
+:class:`ShrinkPlan` that maps every tensor of the new network to a slice of the old one. The same plan slices the
+model's state, the EMA's shadow state and the optimizer's per-parameter state (SGD momentum, Adam moments), so
+all three stay consistent.
+
+Removed channels are folded, not just dropped: a channel whose ``bn2`` gamma is 0 outputs the constant
+``act(beta)`` in eval mode, which reaches the block's ``bn3`` through the projection as a per-channel constant
+``c``. Subtracting ``c`` from ``bn3``'s running mean keeps the eval-mode function exactly; when no channel is left
+the block keeps ``bn3(c)`` as its ``bias`` buffer. (With an SE block the fold ignores the SE's rescaling, and a
+channel removed with a non-zero gamma is approximated by its constant part: exact only for gamma == 0.) Removed
+tokens still took part in attention, so removing some of a transformer's tokens changes the output slightly;
+when all go, the transformer's output no longer depends on the input and its per-channel mean is folded into the
+block (its spatial variation is lost).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..arch import Arch, BlockSpec
+
+__all__ = ["BlockKeep", "ShrinkPlan", "plan_shrink", "shrink_model", "shrink_optimizer_state"]
+
+Slices = List[Tuple[int, torch.Tensor]]  # (dim, kept indices) applied in order
+
+
+@dataclasses.dataclass
+class BlockKeep:
+    """What one block keeps: indices into its hidden channels (``bn2`` order) and into its tokens."""
+
+    channels: torch.Tensor
+    tokens: Optional[torch.Tensor] = None
+
+
+@dataclasses.dataclass
+class _TransformerFold:
+    """A transformer that loses every token: its (then input-independent) output's per-channel mean is kept."""
+
+    name: str
+    in_chs: int
+    out_chs: int
+    tokens: int
+
+
+@dataclasses.dataclass
+class _Fold:
+    name: str
+    removed: torch.Tensor  # indices into the old hidden channels
+    empty: bool  # no hidden channel left: fold into the block's bias buffer
+    act: str
+    bn_eps: float
+
+
+class ShrinkPlan:
+    """How each tensor of the shrunk network derives from the old network's tensors."""
+
+    def __init__(self, old_arch: Arch, new_arch: Arch) -> None:
+        self.old_arch = old_arch
+        self.new_arch = new_arch
+        self.sources: Dict[str, Tuple[str, Slices]] = {}  # new key -> (old key, slices), for blocks that changed
+        self.changed: List[str] = []  # blocks (and transformers) whose shape changed
+        self.folds: List[_Fold] = []
+        self.transformer_folds: List[_TransformerFold] = []
+
+    def source_of(self, new_key: str) -> Tuple[str, Slices]:
+        """The old key and slices a new key comes from (identity for everything the plan did not touch)."""
+        return self.sources.get(new_key, (new_key, []))
+
+    def apply(self, old_state: Dict[str, torch.Tensor], new_keys: List[str]) -> Dict[str, torch.Tensor]:
+        """Build the new network's state (model or EMA) from ``old_state``, folding removed channels."""
+        new_state: Dict[str, torch.Tensor] = {}
+        for key in new_keys:
+            old_key, slices = self.source_of(key)
+            if old_key not in old_state:
+                continue
+            new_state[key] = _slice(old_state[old_key], slices)
+        for fold in self.folds:
+            _apply_fold(fold, old_state, new_state)
+        for tfold in self.transformer_folds:
+            _apply_transformer_fold(tfold, old_state, new_state)
+        return new_state
+
+
+def _slice(t: torch.Tensor, slices: Slices) -> torch.Tensor:
+    for dim, idx in slices:
+        t = t.index_select(dim, idx.to(t.device))
+    return t.clone()
+
+
+def _act(name: str, x: torch.Tensor) -> torch.Tensor:
+    return F.relu(x) if name == "relu" else F.silu(x)
+
+
+def _apply_fold(fold: _Fold, old: Dict[str, torch.Tensor], new: Dict[str, torch.Tensor]) -> None:
+    p = fold.name
+    if len(fold.removed) == 0 or f"{p}.bn2.bias" not in old:
+        return
+    beta = old[f"{p}.bn2.bias"].double().index_select(0, fold.removed.to(old[f"{p}.bn2.bias"].device))
+    weight = old[f"{p}.conv_pwl.weight"].double()[:, :, 0, 0].index_select(1, fold.removed.to(beta.device))
+    const = weight @ _act(fold.act, beta)  # per output channel: what the removed channels added before bn3
+    mean = old[f"{p}.bn3.running_mean"].double()
+    if not fold.empty:
+        new[f"{p}.bn3.running_mean"] = (mean - const).to(old[f"{p}.bn3.running_mean"].dtype)
+        return
+    var = old[f"{p}.bn3.running_var"].double()
+    gamma, shift = old[f"{p}.bn3.weight"].double(), old[f"{p}.bn3.bias"].double()
+    bias = gamma * (const - mean) / torch.sqrt(var + fold.bn_eps) + shift
+    new[f"{p}.bias"] = bias.to(old[f"{p}.bn3.bias"].dtype)
+
+
+@torch.no_grad()
+def _apply_transformer_fold(fold: _TransformerFold, old: Dict[str, torch.Tensor], new: Dict[str, torch.Tensor]) -> None:
+    from ..layers.transformer import LightweightTransformer
+
+    prefix = f"{fold.name}.transformer."
+    sub = {k[len(prefix) :]: v for k, v in old.items() if k.startswith(prefix)}
+    if not sub:
+        return
+    ref = next(iter(sub.values()))
+    t = LightweightTransformer(fold.in_chs, fold.out_chs, fold.tokens).to(device=ref.device, dtype=ref.dtype)
+    t.load_state_dict(sub)
+    t.eval()
+    # with every token gate at zero the tokens are constants, so the output does not depend on the input; its
+    # per-channel mean is added after the block's last BatchNorm (exact for that part in train and eval mode)
+    pattern = t(torch.zeros(1, fold.in_chs, t.grid, t.grid, device=ref.device, dtype=ref.dtype), t.grid, t.grid)
+    mean = pattern.mean(dim=(0, 2, 3))
+    key = f"{fold.name}.bn3.bias" if f"{fold.name}.bn3.bias" in new else f"{fold.name}.bias"
+    if key in new:
+        new[key] = new[key] + mean.to(new[key].dtype)
+
+
+def _new_spec(spec: BlockSpec, keep: BlockKeep) -> BlockSpec:
+    counts, start = [], 0
+    for c in spec.channels:  # hidden channels are laid out path by path, in kernel order
+        counts.append(int(((keep.channels >= start) & (keep.channels < start + c)).sum()))
+        start += c
+    tokens = spec.tokens if keep.tokens is None else int(len(keep.tokens))
+    return spec.replace(channels=tuple(counts), tokens=tokens)
+
+
+def plan_shrink(arch: Arch, keeps: Dict[str, BlockKeep]) -> ShrinkPlan:
+    """Plan removing, for each named block, every hidden channel and token not listed in its ``BlockKeep``."""
+    named = dict(arch.named_blocks())
+    unknown = set(keeps) - set(named)
+    if unknown:
+        raise KeyError(f"unknown blocks {sorted(unknown)[:3]}")
+    new_specs = {}
+    for name, keep in keeps.items():
+        keep.channels = torch.as_tensor(keep.channels, dtype=torch.long).sort().values
+        if keep.tokens is not None:
+            keep.tokens = torch.as_tensor(keep.tokens, dtype=torch.long).sort().values
+        new_specs[name] = _new_spec(named[name], keep)
+    new_arch = arch.with_blocks(new_specs)
+    plan = ShrinkPlan(arch, new_arch)
+    for name, keep in keeps.items():
+        _plan_block(plan, name, named[name], new_specs[name], keep, arch)
+    return plan
+
+
+def _plan_block(plan: ShrinkPlan, p: str, old: BlockSpec, new: BlockSpec, keep: BlockKeep, arch: Arch) -> None:
+    src = plan.sources
+    kept = keep.channels
+    if new.hidden != old.hidden:
+        plan.changed.append(p)
+        removed = torch.tensor(sorted(set(range(old.hidden)) - set(kept.tolist())), dtype=torch.long)
+        plan.folds.append(_Fold(p, removed, empty=new.hidden == 0, act=old.act, bn_eps=arch.bn_eps))
+        if new.hidden:
+            src[f"{p}.conv_pw.weight"] = (f"{p}.conv_pw.weight", [(0, kept)])
+            for bn in ("bn1", "bn2"):
+                for t in ("weight", "bias", "running_mean", "running_var"):
+                    src[f"{p}.{bn}.{t}"] = (f"{p}.{bn}.{t}", [(0, kept)])
+            src[f"{p}.conv_pwl.weight"] = (f"{p}.conv_pwl.weight", [(1, kept)])
+            src[f"{p}.se.conv_reduce.weight"] = (f"{p}.se.conv_reduce.weight", [(1, kept)])
+            src[f"{p}.se.conv_expand.weight"] = (f"{p}.se.conv_expand.weight", [(0, kept)])
+            src[f"{p}.se.conv_expand.bias"] = (f"{p}.se.conv_expand.bias", [(0, kept)])
+            # depthwise groups: old path g keeps the kept indices that fall in its range; empty paths vanish,
+            # so the new group numbering closes up
+            start, new_g = 0, 0
+            for g, (_, n) in enumerate(old.paths):
+                local = kept[(kept >= start) & (kept < start + n)] - start
+                if len(local):
+                    src[f"{p}.conv_dw.{new_g}.weight"] = (f"{p}.conv_dw.{g}.weight", [(0, local)])
+                    new_g += 1
+                start += n
+    if keep.tokens is not None and new.tokens != old.tokens:
+        plan.changed.append(f"{p}.transformer")
+        if new.tokens == 0:
+            plan.transformer_folds.append(_TransformerFold(p, old.in_chs, old.out_chs, old.tokens))
+        t = keep.tokens
+        tp = f"{p}.transformer"
+        src[f"{tp}.input_proj.weight"] = (f"{tp}.input_proj.weight", [(0, t)])
+        for k in ("weight", "bias", "running_mean", "running_var"):
+            src[f"{tp}.input_norm.{k}"] = (f"{tp}.input_norm.{k}", [(0, t)])
+        src[f"{tp}.query_embed.weight"] = (f"{tp}.query_embed.weight", [(0, t)])
+        src[f"{tp}.reverse_proj.weight"] = (f"{tp}.reverse_proj.weight", [(1, t)])
+
+
+def shrink_model(model: nn.Module, plan: ShrinkPlan, build: Callable[[Arch], nn.Module]) -> nn.Module:
+    """Build the shrunk network with ``build(plan.new_arch)`` and load the sliced, folded state into it."""
+    new_model = build(plan.new_arch)
+    device = next(model.parameters()).device
+    new_model.to(device)
+    new_keys = list(new_model.state_dict().keys())
+    state = plan.apply(model.state_dict(), new_keys)
+    missing, unexpected = new_model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"shrink: state mismatch, missing {missing[:5]}, unexpected {unexpected[:5]}")
+    new_model.train(model.training)
+    return new_model
+
+
+def shrink_optimizer_state(
+    old_opt: torch.optim.Optimizer,
+    old_model: nn.Module,
+    new_opt: torch.optim.Optimizer,
+    new_model: nn.Module,
+    plan: ShrinkPlan,
+) -> None:
+    """Copy per-parameter optimizer state (momentum, Adam moments, step counts) into ``new_opt``, sliced like
+    the parameters themselves."""
+    old_params = dict(old_model.named_parameters())
+    for name, param in new_model.named_parameters():
+        old_name, slices = plan.source_of(name)
+        old_param = old_params.get(old_name)
+        if old_param is None or old_param not in old_opt.state:
+            continue
+        new_state = {}
+        for k, v in old_opt.state[old_param].items():
+            if torch.is_tensor(v) and v.shape == old_param.shape:
+                new_state[k] = _slice(v, slices)
+            elif torch.is_tensor(v):
+                new_state[k] = v.clone()
+            else:
+                new_state[k] = v
+        new_opt.state[param] = new_state

@@ -1,0 +1,140 @@
+"""Searchable units, their costs, and the cost-weighted L1 penalty (reference section 4.2).
+
+A *unit* is one hidden (depthwise) channel of a block or one token of a block's transformer. Its importance is
+``|gamma|`` of the BatchNorm that gates it (``bn2`` for channels, ``transformer.input_norm`` for tokens).
+
+Each unit has a cost: the MACs (or parameters) that disappear with it, computed from the ``Arch`` at the cost
+resolution. A channel of kernel ``k`` in a block with input ``h x w`` and output ``ho x wo`` costs
+``in*h*w + k*k*ho*wo + out*ho*wo`` MACs (its expand row, depthwise filter and project column). A token costs its
+share of the projections and of the attention/feed-forward matmuls plus the marginal quadratic attention term
+``q * (2L - 1)`` at ``L`` live tokens. The penalty of a unit is its cost divided by the mean cost over all units of
+the supernet (a channel-weighted mean of 1), fixed at the start of the search as in the paper.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..arch import Arch, BlockSpec
+from ..cost import TOKEN_DIM, TOKEN_FFN, count_macs, count_params, feature_sizes
+
+__all__ = ["BlockCosts", "CostModel", "block_costs"]
+
+COST_METRICS = ("macs", "params")
+
+
+@dataclass(frozen=True)
+class BlockCosts:
+    """Per-unit costs of one block.
+
+    ``channel[i]`` is the cost of one channel of the block's ``i``-th existing kernel path (module order);
+    a token costs ``token_linear + token_quad * (2L - 1)`` at ``L`` live tokens.
+    """
+
+    channel: tuple[float, ...]
+    token_linear: float
+    token_quad: float
+
+    def token(self, live_tokens: int) -> float:
+        return self.token_linear + self.token_quad * max(2 * live_tokens - 1, 0)
+
+
+def block_costs(spec: BlockSpec, input_hw: tuple[int, int], metric: str = "macs") -> BlockCosts:
+    """Unit costs of ``spec`` whose input has ``input_hw`` pixels."""
+    h, w = input_hw
+    ho, wo = math.ceil(h / spec.stride), math.ceil(w / spec.stride)
+    r = spec.se_chs
+    if metric == "macs":
+        channel = tuple(spec.in_chs * h * w + k * k * ho * wo + spec.out_chs * ho * wo + 2 * r for k, _ in spec.paths)
+        linear = TOKEN_DIM * (spec.in_chs + 2 + spec.out_chs) + 2 * (4 * TOKEN_DIM**2 + 2 * TOKEN_DIM * TOKEN_FFN)
+        quad = 4 * TOKEN_DIM  # encoder and decoder: 2 * L^2 * d each
+    elif metric == "params":
+        channel = tuple(spec.in_chs + k * k + spec.out_chs + 4 + (2 * r + 1 if r else 0) for k, _ in spec.paths)
+        linear = spec.in_chs + 2 + 2 + TOKEN_DIM + spec.out_chs
+        quad = 0
+    else:
+        raise ValueError(f"cost metric must be one of {COST_METRICS}, got {metric!r}")
+    return BlockCosts(channel=tuple(float(c) for c in channel), token_linear=float(linear), token_quad=float(quad))
+
+
+class CostModel:
+    """Costs of units and networks for one metric at one resolution (the budget's configuration).
+
+    Args:
+        input_size: ``(height, width)`` the costs are evaluated at.
+        metric: ``'macs'`` or ``'params'``.
+        num_classes: classifier width the budget is stated for (default: the arch's own).
+        in_chans: input channels.
+    """
+
+    def __init__(
+        self,
+        input_size: tuple[int, int],
+        metric: str = "macs",
+        num_classes: int | None = None,
+        in_chans: int = 3,
+    ) -> None:
+        if metric not in COST_METRICS:
+            raise ValueError(f"cost metric must be one of {COST_METRICS}, got {metric!r}")
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.metric = metric
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+
+    def _configured(self, arch: Arch) -> Arch:
+        return arch if self.num_classes is None else arch.with_num_classes(self.num_classes)
+
+    def total(self, arch: Arch) -> int:
+        """Exact cost of a whole network (``count_macs`` or ``count_params`` at the configured size/classes)."""
+        arch = self._configured(arch)
+        if self.metric == "macs":
+            return count_macs(arch, self.input_size, self.in_chans)
+        return count_params(arch, self.in_chans)
+
+    def fixed(self, arch: Arch) -> int:
+        """Cost that no unit removal can take away: the network with every channel and token removed."""
+        empty = arch.with_blocks([b.replace(channels=tuple(0 for _ in b.channels), tokens=0) for b in arch.blocks()])
+        return self.total(empty)
+
+    def blocks(self, arch: Arch) -> dict[str, BlockCosts]:
+        """Unit costs of every block, by block name."""
+        sizes = feature_sizes(self.input_size, levels=len(arch.stages) + 4)
+        strides = arch.block_input_strides()
+        return {
+            name: block_costs(b, sizes[int(math.log2(strides[name]))], self.metric) for name, b in arch.named_blocks()
+        }
+
+    def normalizer(self, arch: Arch) -> float:
+        """Mean unit cost over all channels and tokens of ``arch`` (the penalty's unit-weighted normaliser)."""
+        total, count = 0.0, 0
+        costs = self.blocks(arch)
+        for name, b in arch.named_blocks():
+            c = costs[name]
+            total += sum(cc * n for cc, (_, n) in zip(c.channel, b.paths))
+            total += sum(c.token(t) for t in range(1, b.tokens + 1))
+            count += b.hidden + b.tokens
+        if count == 0:
+            raise ValueError("the network has no searchable units (no hidden channels and no tokens)")
+        return total / count
+
+    def penalties(self, arch: Arch, normalizer: float, equal: bool = False) -> dict[str, tuple[torch.Tensor, float]]:
+        """Per block: a penalty vector aligned with ``bn2.weight`` and the per-token penalty at its live count.
+
+        ``equal=True`` gives every unit penalty 1 (plain network slimming, the paper's ablation).
+        """
+        out = {}
+        costs = self.blocks(arch)
+        for name, b in arch.named_blocks():
+            c = costs[name]
+            if equal:
+                vec = torch.ones(b.hidden)
+                tok = 1.0
+            else:
+                parts = [torch.full((n,), cc / normalizer) for cc, (_, n) in zip(c.channel, b.paths)]
+                vec = torch.cat(parts) if parts else torch.zeros(0)
+                tok = c.token(b.tokens) / normalizer
+            out[name] = (vec, tok)
+        return out

@@ -1,0 +1,218 @@
+"""The search: budgets, tokens, saved results, resume after SIGKILL, torchrun, and clear errors."""
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import hrnas
+from hrnas.data import DataNotFoundError, FashionMNIST, FashionMNISTScenes
+from hrnas.search import SearchConfig, SearchError
+from hrnas.search.checkpoint import load_checkpoint
+
+SCRIPT = Path(__file__).parent / "scripts" / "tiny_search.py"
+SMALL = dict(steps=24, batch_size=8, shrink_every=3, eval_every=8, calib_batches=2, progress=False)
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return FashionMNISTScenes("train", 128, canvas=32, seed=3), FashionMNISTScenes("val", 24, canvas=32, seed=3)
+
+
+def tiny_supernet(**kw):
+    return hrnas.create_supernet("seg", space="seg_tiny", max_tokens=4, **kw)
+
+
+def test_budget_search_ends_inside_budget_and_removes_tokens(scenes, tmp_path):
+    supernet = tiny_supernet()
+    start = hrnas.count_macs(supernet.arch, 32)
+    budget = int(0.35 * start)
+    res = hrnas.search(supernet, *scenes, budget=budget, input_size=(32, 32), output_dir=str(tmp_path), **SMALL)
+    assert 0.9 * budget <= res.macs <= budget
+    assert res.macs == hrnas.profile(res.model, 32).macs  # the budget is met by the real module, not a mask
+    assert res.params == sum(p.numel() for p in res.model.parameters())
+    assert supernet.arch == tiny_supernet().arch  # the supernet passed in is left alone
+    # the transformer is searched too: tokens go, and some blocks lose every token (their module is gone)
+    tokens = [b.tokens for b in res.arch.blocks()]
+    assert sum(tokens) < sum(b.tokens for b in supernet.arch.blocks())
+    emptied = [n for n, b in res.arch.named_blocks() if b.tokens == 0 and dict(supernet.arch.named_blocks())[n].tokens]
+    assert emptied and all(dict(res.model.named_modules())[n].transformer is None for n in emptied)
+    # a plain static network
+    assert isinstance(res.model, hrnas.HRNASNet) and not res.model.training
+    # the output directory: model files, history, plots, config
+    files = {p.name for p in tmp_path.iterdir()}
+    assert {"config.json", "model.safetensors", "arch.json", "history.jsonl", "config.yaml", "checkpoint.pt"} <= files
+    assert {"search.png", "arch.png"} <= files
+    rows = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert rows[-1]["step"] == 24 and rows[-1]["macs"] == res.macs
+    assert {"step", "macs", "params", "tokens", "rho", "loss", "metric", "step_time"} <= set(rows[0])
+    assert rows[0]["macs"] >= rows[-1]["macs"]
+    assert hrnas.Arch.load(tmp_path / "arch.json") == res.arch
+    # the saved directory is a model
+    again = hrnas.create_model(str(tmp_path)).eval()
+    x = torch.randn(2, 3, 32, 48)
+    with torch.no_grad():
+        assert torch.equal(again(x), res.model(x))
+    cfg = SearchConfig.from_yaml(tmp_path / "config.yaml")
+    assert cfg.budget == budget and cfg.steps == 24
+
+
+def test_budget_is_counted_on_the_named_configuration(scenes):
+    # searched on 11-class 32px data, budgeted for 150 classes at 64x96 (the configuration it will ship in)
+    supernet = tiny_supernet(transformers=False)
+    start = hrnas.count_macs(supernet.arch.with_num_classes(150), (64, 96))
+    budget = int(0.5 * start)
+    res = hrnas.search(supernet, *scenes, budget=budget, input_size=(64, 96), cost_num_classes=150, **SMALL)
+    shipped = hrnas.count_macs(res.arch.with_num_classes(150), (64, 96))
+    assert 0.9 * budget <= shipped <= budget
+    assert res.model.num_classes == 11
+
+
+def test_params_budget(scenes):
+    supernet = tiny_supernet(transformers=False)
+    budget = int(0.6 * hrnas.count_params(supernet.arch))
+    res = hrnas.search(supernet, *scenes, params=budget, input_size=(32, 32), **SMALL)
+    assert 0.9 * budget <= res.params <= budget
+
+
+def test_paper_mode_and_equal_penalty(scenes):
+    # no budget: the paper's linear rho ramp; a strong rho so that a short run removes something, and no EMA
+    # (whose gates would lag behind for longer than this run)
+    supernet = tiny_supernet(transformers=False)
+    res = hrnas.search(supernet, *scenes, rho=2.0, penalty="equal", min_shrink=0, ema_decay=0, **SMALL)
+    assert res.budget is None
+    assert res.history[0]["rho"] < res.history[-1]["rho"] == pytest.approx(2.0)
+    assert res.input_size == (64, 64)  # the space's reference size when none is given
+    assert res.macs < hrnas.count_macs(supernet.arch, (64, 64))
+
+
+def test_classification_search():
+    train = FashionMNIST("train", image_size=32, limit=20)
+    val = FashionMNIST("test", image_size=32, limit=4)
+    supernet = hrnas.create_supernet("cls", space="cls_tiny", transformers=False)
+    budget = int(0.5 * hrnas.count_macs(supernet.arch, 32))
+    res = hrnas.search(supernet, train, val, budget=budget, input_size=(32, 32), **SMALL)
+    assert 0.9 * budget <= res.macs <= budget
+    assert res.metric_name == "top1" and 0 <= res.metric <= 1
+
+
+def test_unreachable_and_pointless_budgets(scenes):
+    supernet = tiny_supernet()
+    with pytest.raises(ValueError, match=r"budget 1,000 MACs at 32x32 is unreachable: the network's fixed part"):
+        hrnas.search(supernet, *scenes, budget=1000, input_size=(32, 32), **SMALL)
+    with pytest.raises(ValueError, match="is not below the supernet's"):
+        hrnas.search(supernet, *scenes, budget="10G", input_size=(32, 32), **SMALL)
+    with pytest.raises(ValueError, match="cannot read budget 'lots'"):
+        hrnas.search(supernet, *scenes, budget="lots", input_size=(32, 32), **SMALL)
+    with pytest.raises(TypeError, match=r"unknown search setting\(s\): 'bugdet' \(did you mean 'budget'\?\)"):
+        hrnas.search(supernet, *scenes, bugdet="1G")
+
+
+def test_num_classes_mismatch(scenes):
+    supernet = tiny_supernet(num_classes=5)
+    with pytest.raises(ValueError, match=r"segmentation label \d+ is outside the model's 5 classes.*num_classes="):
+        hrnas.search(supernet, *scenes, input_size=(32, 32), **SMALL)
+
+
+def test_missing_data_says_how_to_install(tmp_path):
+    with pytest.raises(DataNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        FashionMNIST("train", data_dir=tmp_path)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(scenes, tmp_path):
+    calls = {"n": 0}
+
+    def loss(out, target):
+        calls["n"] += 1
+        value = torch.nn.functional.cross_entropy(torch.nn.functional.interpolate(out, size=target.shape[-2:]), target)
+        return value * float("nan") if calls["n"] > 14 else value
+
+    supernet = tiny_supernet()
+    settings = dict(SMALL, checkpoint_every=6)
+    with pytest.raises(SearchError, match=r"the loss became nan at step 14; stopping \(the last good checkpoint is"):
+        hrnas.search(supernet, *scenes, loss=loss, input_size=(32, 32), output_dir=str(tmp_path), **settings)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["step"] == 12
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    # skipping instead of stopping
+    calls["n"] = 0
+    res = hrnas.search(supernet, *scenes, loss=loss, input_size=(32, 32), on_nan="skip", **SMALL)
+    assert res.history[-1]["skipped"] == 10
+
+
+def _final(out_dir, rank=0):
+    return torch.load(Path(out_dir) / f"final_rank{rank}.pt", weights_only=True)
+
+
+def _assert_same(a, b, atol=1e-6):
+    assert a["arch"] == b["arch"]
+    assert a["state"].keys() == b["state"].keys()
+    for k in a["state"]:
+        torch.testing.assert_close(a["state"][k], b["state"][k], atol=atol, rtol=1e-5, msg=k)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
+    subprocess.run([sys.executable, str(SCRIPT), str(ref_dir)], check=True, env=env, timeout=600)
+    kills = 0
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(run_dir)], env=env)
+    resumed = False
+    for wait_for_step in (9, 21):  # kill after the first checkpoints, resume, kill again, resume
+        ckpt = run_dir / "checkpoint.pt"
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if ckpt.exists() and load_checkpoint(ckpt)["step"] >= wait_for_step:
+                break
+            if proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+        proc = subprocess.Popen([sys.executable, str(SCRIPT), str(run_dir), "--resume"], env=env)
+        resumed = True
+    assert proc.wait(timeout=600) == 0
+    assert kills >= 1 and resumed
+    assert not list(run_dir.glob("*.tmp*"))  # nothing half-written was left behind
+    _assert_same(_final(ref_dir), _final(run_dir))
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_agree(tmp_path):
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    assert torchrun, "torchrun not found next to the interpreter"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OMP_NUM_THREADS="1")
+    cmd = [torchrun, "--standalone", "--nproc_per_node=2", str(SCRIPT), str(tmp_path), "--steps", "18"]
+    subprocess.run(cmd, check=True, env=env, timeout=900)
+    a, b = _final(tmp_path, 0), _final(tmp_path, 1)
+    _assert_same(a, b, atol=0)
+    supernet = hrnas.create_supernet("seg", space="seg_tiny", max_tokens=4)
+    budget = int(0.4 * hrnas.count_macs(supernet.arch, 32))
+    macs = hrnas.count_macs(hrnas.Arch.from_dict(a["arch"]), 32)
+    assert 0.9 * budget <= macs <= budget
+
+
+def test_checkpoint_is_verified(tmp_path):
+    from hrnas.search.checkpoint import CheckpointError, save_checkpoint
+
+    path = tmp_path / "c.pt"
+    save_checkpoint({"step": 3, "w": torch.ones(4)}, path)
+    assert load_checkpoint(path)["step"] == 3
+    data = path.read_bytes()
+    path.write_bytes(data[:-10])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "nope.pt")
+    assert math.isfinite(1.0)
