@@ -154,7 +154,7 @@ def test_forward_intermediates(name):
         torch.testing.assert_close(final_ckpt, final)
 
 
-@pytest.mark.parametrize("name", SMALL + ["hrnas_supernet_seg", "hrnas_cls_a"])
+@pytest.mark.parametrize("name", MODELS)
 def test_fx_trace_equals_eager(name):
     model = create(name).eval()
     x = torch.randn(1, 3, 64, 96)

@@ -1,6 +1,6 @@
 """Pictures of a search: cost and metric over the run, and the surviving width of every block per branch.
 
-matplotlib is optional: without it the plots are skipped (``pip install matplotlib`` to get them).
+matplotlib is a dependency of hrnas; should it be missing (a stripped-down install), the plots are skipped.
 """
 
 from __future__ import annotations
