@@ -12,6 +12,8 @@ Importing this package registers the ``hrnas_*`` models with timm::
 from .arch import Arch, ArchError, BlockSpec, ClsHeadSpec, DenseHeadSpec, FuseEdge, StageSpec
 from .archs import released_cls_arch, retrain_form
 from .cost import Profile, count_macs, count_params, profile
+from .deploy import deploy
+from .export import export
 from .hub import load_pretrained, save_pretrained
 from .net import HRNASNet
 from .search import SearchConfig, SearchResult, create_supernet, search
@@ -39,6 +41,8 @@ __all__ = [
     "count_params",
     "create_model",
     "create_supernet",
+    "deploy",
+    "export",
     "get_space",
     "list_models",
     "list_spaces",

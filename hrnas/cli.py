@@ -23,6 +23,7 @@ def _load_model(spec: str, num_classes: int | None = None):
     kwargs = {} if num_classes is None else {"num_classes": num_classes}
     if spec.endswith(".json") or os.path.isfile(spec):
         return create_model("hrnas_custom", arch=Arch.load(spec), **kwargs)
+    # registered names, hf-hub: ids and model directories
     return create_model(spec, **kwargs)
 
 
@@ -130,6 +131,19 @@ def _cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    model = _load_model(args.model)
+    size = tuple(args.input_size) if args.input_size else None
+    path = export(
+        model, args.out, format=args.format, input_size=size, batch_size=args.batch_size,
+        dynamic=not args.static, deploy_first=not args.no_deploy,
+    )  # fmt: skip
+    print(f"wrote {path} ({args.format}, {'static' if args.static else 'dynamic batch/height/width'}, verified)")
+    return 0
+
+
 def _search_overrides(args: argparse.Namespace) -> dict:
     out = {}
     for name in (
@@ -217,6 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--convention", choices=("paper", "full"), default="paper")
             p.add_argument("--depth", type=int, default=0, help="per-module table down to this depth")
         p.set_defaults(func=func)
+    p = sub.add_parser("export", help="export a model to ONNX, TorchScript or a torch.export program")
+    p.add_argument("model", help="registered model name, model directory or architecture JSON")
+    p.add_argument("out", help="output file")
+    p.add_argument("--format", choices=("onnx", "torchscript", "exported_program"), default="onnx")
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="example input (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--static", action="store_true", help="fix batch, height and width to the example's")
+    p.add_argument("--no-deploy", action="store_true", help="export the model as is (BatchNorm not folded)")
+    p.set_defaults(func=_cmd_export)
     _add_search_parser(sub)
     return parser
 

@@ -17,8 +17,9 @@ from torch import nn
 
 from ..arch import BlockSpec
 from .block import make_act, residual_groups
+from .transformer import LightweightTransformer
 
-__all__ = ["MixedKernelBlockReference", "reference_to_fused"]
+__all__ = ["MixedKernelBlockReference", "fused_to_reference", "reference_to_fused", "to_reference"]
 
 
 class MixedKernelBlockReference(nn.Module):
@@ -26,8 +27,8 @@ class MixedKernelBlockReference(nn.Module):
 
     def __init__(self, spec: BlockSpec, bn_kwargs: Optional[dict] = None) -> None:
         super().__init__()
-        if spec.se_ratio or spec.tokens:
-            raise ValueError("the reference block models the plain search block: no SE and no transformer")
+        if spec.se_ratio:
+            raise ValueError("the reference block models the search block, which has no SE")
         bn_kwargs = bn_kwargs or {}
         self.spec = spec
         self.ops = nn.ModuleList(
@@ -43,11 +44,14 @@ class MixedKernelBlockReference(nn.Module):
         if not spec.has_identity:
             groups = residual_groups(spec.in_chs, spec.out_chs)
             self.residual = nn.Conv2d(spec.in_chs, spec.out_chs, 1, spec.stride, groups=groups, bias=False)
+        self.transformer = LightweightTransformer(spec.in_chs, spec.out_chs, spec.tokens) if spec.tokens else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.residual(x)
         if len(self.ops):
             out = out + self.pw_bn(sum(op(x) for op in self.ops))
+        if self.transformer is not None:
+            out = out + self.transformer(x, out.shape[-2], out.shape[-1])
         return out
 
 
@@ -93,4 +97,64 @@ def reference_to_fused(state: Dict[str, torch.Tensor], spec: BlockSpec) -> Dict[
         out["bias"] = torch.zeros(spec.out_chs)  # the original drops an empty block's paths without a trace
     if "residual.weight" in state:
         out["shortcut.weight"] = state["residual.weight"]
+    out.update({k: v for k, v in state.items() if k.startswith("transformer.")})
     return out
+
+
+def fused_to_reference(state: Dict[str, torch.Tensor], spec: BlockSpec) -> Dict[str, torch.Tensor]:
+    """The inverse of :func:`reference_to_fused`: split a fused block's state into per-path tensors."""
+    out: Dict[str, torch.Tensor] = {}
+    sizes = [c for _, c in spec.paths]
+    if sizes:
+
+        def split(key: str, dim: int = 0):
+            return torch.split(state[key], sizes, dim=dim)
+
+        for p, w in enumerate(split("conv_pw.weight")):
+            out[f"ops.{p}.0.0.weight"] = w
+        for k in _BN_KEYS:
+            for p, t in enumerate(split(f"bn1.{k}")):
+                out[f"ops.{p}.0.1.{k}"] = t
+            for p, t in enumerate(split(f"bn2.{k}")):
+                out[f"ops.{p}.1.1.{k}"] = t
+            out[f"pw_bn.{k}"] = state[f"bn3.{k}"]
+        for p in range(len(sizes)):
+            out[f"ops.{p}.1.0.weight"] = state[f"conv_dw.{p}.weight"]
+            if "bn1.num_batches_tracked" in state:
+                out[f"ops.{p}.0.1.num_batches_tracked"] = state["bn1.num_batches_tracked"]
+                out[f"ops.{p}.1.1.num_batches_tracked"] = state["bn2.num_batches_tracked"]
+        for p, w in enumerate(split("conv_pwl.weight", dim=1)):
+            out[f"ops.{p}.2.weight"] = w
+        if "bn3.num_batches_tracked" in state:
+            out["pw_bn.num_batches_tracked"] = state["bn3.num_batches_tracked"]
+    if "shortcut.weight" in state:
+        out["residual.weight"] = state["shortcut.weight"]
+    out.update({k: v for k, v in state.items() if k.startswith("transformer.")})
+    return out
+
+
+def to_reference(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose fused blocks are replaced by the literal three-path blocks (same weights).
+
+    For benchmarks and tests: it computes the same function as ``model``, the slow way the original code did.
+    Blocks with SE, and emptied blocks carrying a folded bias, are kept as they are.
+    """
+    import copy
+
+    from .block import MixedKernelBlock
+
+    ref = copy.deepcopy(model)
+    for parent in list(ref.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, MixedKernelBlock):
+                continue
+            spec = child.spec
+            if spec.se_ratio or (child.conv_pw is None and child.bias.abs().sum() > 0):
+                continue
+            bn = child.bn3 if child.conv_pw is not None else None
+            kwargs = {"momentum": bn.momentum, "eps": bn.eps} if bn is not None else {}
+            block = MixedKernelBlockReference(spec, kwargs).to(next(iter(child.state_dict().values()), torch.zeros(0)))
+            block.load_state_dict(fused_to_reference(child.state_dict(), spec))
+            block.train(child.training)
+            setattr(parent, name, block)
+    return ref

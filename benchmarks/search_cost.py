@@ -1,0 +1,159 @@
+"""What one search step costs: step time and peak memory of a supernet training step, before and after shrinking,
+in the fused block form against the literal three-path form of the original code.
+
+Networks: the paper's seg supernet at 512x512 (batch 2) and the CPU preset (``seg_tiny`` with transformers,
+64x64, batch 32), each full-width and shrunk to a tenth of its MACs (every block's hidden channels and tokens
+scaled by the same factor). Each configuration runs in a fresh subprocess so that its peak resident memory
+(``ru_maxrss``) is its own.
+
+    python benchmarks/search_cost.py            # writes benchmarks/results/search_cost.md and .csv
+    python benchmarks/search_cost.py --quick    # the CPU preset only, two steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+CONFIGS = {
+    "seg supernet 512x512 b2": dict(space="seg", tokens=False, size=512, batch=2, classes=19),
+    "seg_tiny 64x64 b32": dict(space="seg_tiny", tokens=True, size=64, batch=32, classes=11),
+}
+
+
+def shrunk_arch(arch, size, fraction):
+    """The arch with every block's channels and tokens scaled by one factor so that MACs ~= fraction x supernet."""
+    import hrnas
+
+    target = fraction * hrnas.count_macs(arch, size)
+
+    def scaled(f):
+        return arch.with_blocks(
+            [b.replace(channels=tuple(int(c * f) for c in b.channels), tokens=int(b.tokens * f)) for b in arch.blocks()]
+        )
+
+    lo, hi = 0.0, 1.0
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        if hrnas.count_macs(scaled(mid), size) > target:
+            hi = mid
+        else:
+            lo = mid
+    return scaled(lo)
+
+
+def run_one(config: str, shrunk: bool, form: str, steps: int) -> dict:
+    """One configuration, in this process (called in a subprocess by main)."""
+    import torch
+
+    import hrnas
+    from hrnas.layers.reference import to_reference
+    from hrnas.search.tasks import get_task
+
+    c = CONFIGS[config]
+    torch.manual_seed(0)
+    arch = hrnas.get_space(c["space"]).supernet(transformers=c["tokens"], tokens=16 if c["tokens"] else None)
+    if shrunk:
+        arch = shrunk_arch(arch, c["size"], 0.1)
+    model = hrnas.HRNASNet(arch)
+    if form == "reference":
+        model = to_reference(model)
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    task = get_task("seg", num_classes=c["classes"])
+    x = torch.randn(c["batch"], 3, c["size"], c["size"])
+    y = torch.randint(0, c["classes"], (c["batch"], c["size"], c["size"]))
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        loss = task.loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i:  # the first step allocates; it is the warm-up
+            times.append(time.perf_counter() - t0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return dict(
+        config=config,
+        network="shrunk to 10%" if shrunk else "supernet",
+        form=form,
+        macs_per_image=hrnas.count_macs(arch, c["size"]),
+        step_s=round(statistics.median(times), 3),
+        peak_rss_mb=round(peak / 1024, 1),
+        step_rss_mb=round((peak - base_rss) / 1024, 1),
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--one", help=argparse.SUPPRESS)  # internal: config|shrunk|form
+    args = p.parse_args()
+    if args.one:
+        config, shrunk, form = args.one.split("|")
+        print(json.dumps(run_one(config, shrunk == "1", form, args.steps)))
+        return
+    configs = ["seg_tiny 64x64 b32"] if args.quick else list(CONFIGS)
+    steps = 1 if args.quick else args.steps
+    rows = []
+    for config in configs:
+        for shrunk in ("0", "1"):
+            for form in ("fused", "reference"):
+                cmd = [sys.executable, __file__, "--one", f"{config}|{shrunk}|{form}", "--steps", str(steps)]
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                row = json.loads(out.strip().splitlines()[-1])
+                rows.append(row)
+                print(row, flush=True)
+    write(rows, "_quick" if args.quick else "")
+
+
+def write(rows: list[dict], suffix: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    _atomic(RESULTS / f"search_cost{suffix}.csv", buf.getvalue())
+    lines = [
+        "# Cost of a search step",
+        "",
+        "Median seconds of a training step (forward, backward, SGD step; the first step excluded) and peak resident",
+        "memory of the process (`step_rss_mb`: growth during the steps). `fused` = hrnas's block (one expand conv,",
+        "depthwise per kernel group, one project conv); `reference` = the original code's three-path block, same",
+        f"weights. Produced by `python benchmarks/search_cost.py{' --quick' if suffix else ''}`.",
+        "",
+        "| configuration | network | MMACs / image | form | step (s) | fused speed-up | peak RSS (MB) | step RSS |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ref = [
+            q for q in rows if q["config"] == r["config"] and q["network"] == r["network"] and q["form"] == "reference"
+        ]
+        speed = f"{ref[0]['step_s'] / r['step_s']:.2f}x" if r["form"] == "fused" and ref else ""
+        lines.append(
+            f"| {r['config']} | {r['network']} | {r['macs_per_image'] / 1e6:.1f} | {r['form']} | {r['step_s']} | "
+            f"{speed} | {r['peak_rss_mb']} | {r['step_rss_mb']} |"
+        )
+    _atomic(RESULTS / f"search_cost{suffix}.md", "\n".join(lines) + "\n")
+
+
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,275 @@
+"""The deploy form of an HR-NAS network: BatchNorm folded, training-only pieces gone, layout and depthwise
+implementation chosen by measuring on the device it will run on.
+
+:func:`deploy` returns a copy of the model that computes the same function as the model in eval mode (within
+float rounding), faster:
+
+- every BatchNorm is folded into the convolution before it (stem, expand, depthwise, project, the transformer's
+  token and back projections, the classification head's final conv), so the network has no normalisation
+  layers but the transformer's LayerNorms;
+- dropout layers become identities;
+- per block, the mixed depthwise kernels run either as one conv per kernel group (fewer MACs) or as a single
+  depthwise conv whose smaller kernels are zero-padded to the largest (one op instead of a split, three convs and
+  a concatenation) — whichever is faster for that block's shape on this device, measured and cached;
+- the memory format (``channels_last`` or not) that runs the whole network faster here.
+
+Measured choices are cached in ``$HRNAS_CACHE_DIR/deploy_tuning.json`` (default ``~/.cache/hrnas``), keyed by
+device, thread count, torch version and shape, so the second deploy on a machine does not measure again.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import ConvBnAct, LightweightTransformer, MixedKernelBlock
+
+__all__ = ["deploy", "fold_bn", "merge_depthwise", "device_key"]
+
+
+def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A conv (with bias) equal to ``bn(conv(x))`` in eval mode."""
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    fused = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=True,
+        device=conv.weight.device,
+        dtype=conv.weight.dtype,
+    )
+    with torch.no_grad():
+        fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias.detach())
+    return fused
+
+
+def _fold_bn_slices(convs: nn.ModuleList, bn: nn.BatchNorm2d) -> nn.ModuleList:
+    """Fold one BatchNorm over concatenated channels into the per-group convs that produce them."""
+    out, start = [], 0
+    for conv in convs:
+        n = conv.out_channels
+        part = nn.BatchNorm2d(n, eps=bn.eps).to(bn.weight.device, bn.weight.dtype)
+        with torch.no_grad():
+            for name in ("weight", "bias", "running_mean", "running_var"):
+                getattr(part, name).copy_(getattr(bn, name)[start : start + n])
+        out.append(fold_bn(conv, part.eval()))
+        start += n
+    return nn.ModuleList(out)
+
+
+def merge_depthwise(convs: nn.ModuleList) -> nn.Conv2d:
+    """One depthwise conv equal to the per-group convs side by side, smaller kernels zero-padded to the largest."""
+    kmax = max(c.kernel_size[0] for c in convs)
+    total = sum(c.out_channels for c in convs)
+    first = convs[0]
+    has_bias = first.bias is not None
+    merged = nn.Conv2d(
+        total, total, kmax, first.stride, kmax // 2, groups=total, bias=has_bias,
+        device=first.weight.device, dtype=first.weight.dtype,
+    )  # fmt: skip
+    with torch.no_grad():
+        merged.weight.copy_(torch.cat([F.pad(c.weight, [(kmax - c.kernel_size[0]) // 2] * 4) for c in convs]))
+        if has_bias:
+            merged.bias.copy_(torch.cat([c.bias for c in convs]))
+    return merged
+
+
+def _fold_model(model: nn.Module) -> None:
+    for m in list(model.modules()):
+        if isinstance(m, ConvBnAct) and isinstance(m.bn, nn.BatchNorm2d):
+            m.conv, m.bn = fold_bn(m.conv, m.bn), nn.Identity()
+        elif isinstance(m, MixedKernelBlock) and m.conv_pw is not None:
+            m.conv_pw, m.bn1 = fold_bn(m.conv_pw, m.bn1), nn.Identity()
+            m.conv_dw, m.bn2 = _fold_bn_slices(m.conv_dw, m.bn2), nn.Identity()
+            m.conv_pwl, m.bn3 = fold_bn(m.conv_pwl, m.bn3), nn.Identity()
+        elif isinstance(m, LightweightTransformer):
+            m.input_proj, m.input_norm = fold_bn(m.input_proj, m.input_norm), nn.Identity()
+            m.reverse_proj, m.reverse_norm = fold_bn(m.reverse_proj, m.reverse_norm), nn.Identity()
+    for m in list(model.modules()):
+        for child_name, child in list(m.named_children()):
+            if isinstance(child, nn.Dropout):
+                setattr(m, child_name, nn.Identity())
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Measuring
+
+
+def device_key(device: torch.device) -> str:
+    """What a tuning result depends on: the device model, the thread count and the torch version."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = _cpu_name()
+    return f"{device.type}:{name}|threads={torch.get_num_threads()}|torch={torch.__version__}"
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _median_time(fn: Callable[[], object], device: torch.device, repeats: int = 5, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+class _TuningCache:
+    def __init__(self, path: Optional[Path]) -> None:
+        self.path = path
+        self.data: Dict[str, str] = {}
+        if path is not None and path.exists():
+            try:
+                self.data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                self.data = {}  # an unreadable cache is only a lost optimisation: measure again
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(self.data, indent=0, sort_keys=True))
+        os.replace(tmp, self.path)
+
+
+def default_cache_path() -> Path:
+    root = os.environ.get("HRNAS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "hrnas")
+    return Path(root) / "deploy_tuning.json"
+
+
+def _block_inputs(model: nn.Module, x: torch.Tensor) -> Dict[str, Tuple[int, ...]]:
+    """The shape of the hidden map entering each block's depthwise convs, from one forward pass."""
+    shapes: Dict[str, Tuple[int, ...]] = {}
+    hooks = []
+    for name, m in model.named_modules():
+        if isinstance(m, MixedKernelBlock) and m.conv_pw is not None and len(m.splits) > 1:
+            hooks.append(
+                m.conv_pw.register_forward_hook(lambda mod, i, o, n=name: shapes.__setitem__(n, tuple(o.shape)))
+            )
+    try:
+        with torch.inference_mode():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes
+
+
+def _tune_depthwise(model: nn.Module, x: torch.Tensor, cache: _TuningCache, key: str, memory_format) -> int:
+    """Merge the depthwise groups of every block where one zero-padded conv is faster; returns how many."""
+    device = x.device
+    merged_count = 0
+    modules = dict(model.named_modules())
+    for name, shape in _block_inputs(model, x).items():
+        block = modules[name]
+        entry = f"{key}|{memory_format}|{shape}|k{block.kernel_sizes}|c{block.splits}|s{block.stride}"
+        choice = cache.data.get(entry)
+        merged = merge_depthwise(block.conv_dw)
+        if choice is None:
+            h = torch.randn(shape, device=device, dtype=x.dtype).contiguous(memory_format=memory_format)
+            with torch.inference_mode():
+                t_split = _median_time(lambda b=block, h=h: b._depthwise(h), device)
+                t_merged = _median_time(lambda m=merged, h=h: m(h), device)
+            choice = "merged" if t_merged < t_split else "split"
+            cache.data[entry] = choice
+        if choice == "merged":
+            block.conv_dw = nn.ModuleList([merged])
+            block.kernel_sizes = [merged.kernel_size[0]]
+            block.splits = [merged.out_channels]
+            merged_count += 1
+    return merged_count
+
+
+def deploy(
+    model: nn.Module,
+    input_size: Optional[Tuple[int, int]] = None,
+    batch_size: int = 1,
+    channels_last: Optional[bool] = None,
+    tune: bool = True,
+    cache_path: Optional[str | os.PathLike] = "default",
+) -> nn.Module:
+    """A faster copy of ``model`` for inference (see the module docstring); ``model`` itself is not changed.
+
+    Args:
+        model: an ``HRNASNet`` (or a timm features wrapper of one).
+        input_size: ``(height, width)`` to tune for; default the model's pretrained-cfg input size.
+        batch_size: batch to tune for.
+        channels_last: force the memory format; ``None`` measures both and keeps the faster.
+        tune: measure the depthwise implementation per block (otherwise keep one conv per kernel group).
+        cache_path: where measured choices are kept (``None``: do not cache).
+
+    Returns:
+        The deployed copy in eval mode, with ``deployed = True`` and ``memory_format`` set; feed it inputs in
+        that memory format for the best speed (any input works).
+    """
+    was_training = model.training
+    base = copy.deepcopy(model).eval()
+    model.train(was_training)
+    _fold_model(base)
+    param = next(base.parameters())
+    device, dtype = param.device, param.dtype
+    if input_size is None:
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        input_size = tuple(cfg.get("input_size", (3, 224, 224))[-2:])
+    in_chans = getattr(model, "in_chans", None) or getattr(getattr(model, "model", None), "in_chans", 3)
+    x = torch.randn(batch_size, in_chans, *input_size, device=device, dtype=dtype)
+    path = None if cache_path is None else Path(default_cache_path() if cache_path == "default" else cache_path)
+    cache = _TuningCache(path)
+    key = device_key(device)
+
+    if channels_last is None:
+        formats = [torch.channels_last, torch.contiguous_format]
+    else:
+        formats = [torch.channels_last if channels_last else torch.contiguous_format]
+    best = None
+    for fmt in formats:
+        candidate = copy.deepcopy(base) if len(formats) > 1 else base
+        if tune:
+            _tune_depthwise(candidate, x, cache, key, fmt)
+        candidate = candidate.to(memory_format=fmt)
+        if len(formats) == 1:
+            best = (0.0, fmt, candidate)
+            break
+        xx = x.contiguous(memory_format=fmt)
+        with torch.inference_mode():
+            t = _median_time(lambda c=candidate, xx=xx: c(xx), device, repeats=3, warmup=1)
+        if best is None or t < best[0]:
+            best = (t, fmt, candidate)
+    cache.save()
+    _, fmt, deployed = best
+    deployed.deployed = True
+    deployed.memory_format = fmt
+    return deployed
