@@ -1,5 +1,6 @@
 """What one search step costs: step time and peak memory of a supernet training step, before and after shrinking,
-in the fused block form against the literal three-path form of the original code.
+in hrnas's per-path block form (the original code's three-path layout) against the fused form (one expansion
+for all kernel paths, depthwise per kernel group, one projection).
 
 Networks: the paper's seg supernet at 512x512 (batch 2) and the CPU preset (``seg_tiny`` with transformers,
 64x64, batch 32), each full-width and shrunk to a tenth of its MACs (every block's hidden channels and tokens
@@ -57,7 +58,7 @@ def run_one(config: str, shrunk: bool, form: str, steps: int) -> dict:
     import torch
 
     import hrnas
-    from hrnas.layers.reference import to_reference
+    from hrnas.layers.fused import to_fused
     from hrnas.search.tasks import get_task
 
     c = CONFIGS[config]
@@ -66,8 +67,8 @@ def run_one(config: str, shrunk: bool, form: str, steps: int) -> dict:
     if shrunk:
         arch = shrunk_arch(arch, c["size"], 0.1)
     model = hrnas.HRNASNet(arch)
-    if form == "reference":
-        model = to_reference(model)
+    if form == "fused":
+        model = to_fused(model)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     task = get_task("seg", num_classes=c["classes"])
@@ -110,7 +111,7 @@ def main() -> None:
     rows = []
     for config in configs:
         for shrunk in ("0", "1"):
-            for form in ("fused", "reference"):
+            for form in ("paths", "fused"):
                 cmd = [sys.executable, __file__, "--one", f"{config}|{shrunk}|{form}", "--steps", str(steps)]
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
                 row = json.loads(out.strip().splitlines()[-1])
@@ -130,18 +131,17 @@ def write(rows: list[dict], suffix: str) -> None:
         "# Cost of a search step",
         "",
         "Median seconds of a training step (forward, backward, SGD step; the first step excluded) and peak resident",
-        "memory of the process (`step_rss_mb`: growth during the steps). `fused` = hrnas's block (one expand conv,",
-        "depthwise per kernel group, one project conv); `reference` = the original code's three-path block, same",
-        f"weights. Produced by `python benchmarks/search_cost.py{' --quick' if suffix else ''}`.",
+        "memory of the process (`step_rss_mb`: growth during the steps). `paths` = hrnas's block (one expand,",
+        "depthwise and project conv per kernel path, as the original); `fused` = one expand conv for all paths,",
+        "depthwise per kernel group, one project conv over the concatenation (same weights, same function).",
+        f"Produced by `python benchmarks/search_cost.py{' --quick' if suffix else ''}`.",
         "",
-        "| configuration | network | MMACs / image | form | step (s) | fused speed-up | peak RSS (MB) | step RSS |",
+        "| configuration | network | MMACs / image | form | step (s) | paths speed-up | peak RSS (MB) | step RSS |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        ref = [
-            q for q in rows if q["config"] == r["config"] and q["network"] == r["network"] and q["form"] == "reference"
-        ]
-        speed = f"{ref[0]['step_s'] / r['step_s']:.2f}x" if r["form"] == "fused" and ref else ""
+        ref = [q for q in rows if q["config"] == r["config"] and q["network"] == r["network"] and q["form"] == "fused"]
+        speed = f"{ref[0]['step_s'] / r['step_s']:.2f}x" if r["form"] == "paths" and ref else ""
         lines.append(
             f"| {r['config']} | {r['network']} | {r['macs_per_image'] / 1e6:.1f} | {r['form']} | {r['step_s']} | "
             f"{speed} | {r['peak_rss_mb']} | {r['step_rss_mb']} |"

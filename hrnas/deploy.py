@@ -8,9 +8,9 @@ float rounding), faster:
   token and back projections, the classification head's final conv), so the network has no normalisation
   layers but the transformer's LayerNorms;
 - dropout layers become identities;
-- per block, the mixed depthwise kernels run either as one conv per kernel group (fewer MACs) or as a single
-  depthwise conv whose smaller kernels are zero-padded to the largest (one op instead of a split, three convs and
-  a concatenation) — whichever is faster for that block's shape on this device, measured and cached;
+- per block, the kernel paths run either separately (fewest MACs) or merged into a single path: one expansion,
+  one depthwise conv whose smaller kernels are zero-padded to the largest, one projection — whichever is faster
+  for that block's shape on this device, measured and cached;
 - the memory format (``channels_last`` or not) that runs the whole network faster here.
 
 Measured choices are cached in ``$HRNAS_CACHE_DIR/deploy_tuning.json`` (default ``~/.cache/hrnas``), keyed by
@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import ConvBnAct, LightweightTransformer, MixedKernelBlock
+from .layers import ConvBnAct, KernelPath, LightweightTransformer, MixedKernelBlock
 
-__all__ = ["deploy", "fold_bn", "merge_depthwise", "device_key"]
+__all__ = ["deploy", "device_key", "fold_bn", "merge_paths"]
 
 
 def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -59,45 +59,59 @@ def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     return fused
 
 
-def _fold_bn_slices(convs: nn.ModuleList, bn: nn.BatchNorm2d) -> nn.ModuleList:
-    """Fold one BatchNorm over concatenated channels into the per-group convs that produce them."""
-    out, start = [], 0
-    for conv in convs:
-        n = conv.out_channels
-        part = nn.BatchNorm2d(n, eps=bn.eps).to(bn.weight.device, bn.weight.dtype)
-        with torch.no_grad():
-            for name in ("weight", "bias", "running_mean", "running_var"):
-                getattr(part, name).copy_(getattr(bn, name)[start : start + n])
-        out.append(fold_bn(conv, part.eval()))
-        start += n
-    return nn.ModuleList(out)
-
-
-def merge_depthwise(convs: nn.ModuleList) -> nn.Conv2d:
-    """One depthwise conv equal to the per-group convs side by side, smaller kernels zero-padded to the largest."""
-    kmax = max(c.kernel_size[0] for c in convs)
-    total = sum(c.out_channels for c in convs)
-    first = convs[0]
-    has_bias = first.bias is not None
-    merged = nn.Conv2d(
-        total, total, kmax, first.stride, kmax // 2, groups=total, bias=has_bias,
-        device=first.weight.device, dtype=first.weight.dtype,
+def _scale_rows(conv: nn.Conv2d, bn: nn.BatchNorm2d, with_shift: bool) -> nn.Conv2d:
+    """``conv`` with its output rows scaled by ``bn``'s eval-mode scale (and, if ``with_shift``, its shift as bias):
+    for folding one BatchNorm that follows a *sum* of convs, the shift must be added only once."""
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    fused = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+        conv.groups, bias=True, device=conv.weight.device, dtype=conv.weight.dtype,
     )  # fmt: skip
     with torch.no_grad():
-        merged.weight.copy_(torch.cat([F.pad(c.weight, [(kmax - c.kernel_size[0]) // 2] * 4) for c in convs]))
-        if has_bias:
-            merged.bias.copy_(torch.cat([c.bias for c in convs]))
-    return merged
+        fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
+        bias = conv.bias.detach() * scale if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        if with_shift:
+            bias = bias + bn.bias.detach() - bn.running_mean * scale
+        fused.bias.copy_(bias)
+    return fused
+
+
+def merge_paths(block: MixedKernelBlock) -> KernelPath:
+    """One :class:`KernelPath` equal to the sum of a (BatchNorm-folded) block's paths: expansions and depthwise
+    filters concatenated, smaller kernels zero-padded to the largest, projections concatenated along their input."""
+    paths = list(block.paths)
+    kmax = max(p.conv_dw.kernel_size[0] for p in paths)
+    hidden = sum(p.conv_dw.out_channels for p in paths)
+    w = paths[0].conv_pw.weight
+    merged = KernelPath(block.in_chs, hidden, block.out_chs, kmax, block.stride, block.spec.act, {})
+    merged = merged.to(device=w.device, dtype=w.dtype)
+    merged.conv_pw = nn.Conv2d(block.in_chs, hidden, 1, bias=True, device=w.device, dtype=w.dtype)
+    merged.conv_dw = nn.Conv2d(
+        hidden, hidden, kmax, block.stride, kmax // 2, groups=hidden, bias=True, device=w.device, dtype=w.dtype
+    )
+    merged.conv_pwl = nn.Conv2d(hidden, block.out_chs, 1, bias=True, device=w.device, dtype=w.dtype)
+    merged.bn1, merged.bn2 = nn.Identity(), nn.Identity()
+    with torch.no_grad():
+        merged.conv_pw.weight.copy_(torch.cat([p.conv_pw.weight for p in paths]))
+        merged.conv_pw.bias.copy_(torch.cat([p.conv_pw.bias for p in paths]))
+        pads = [(kmax - p.conv_dw.kernel_size[0]) // 2 for p in paths]
+        merged.conv_dw.weight.copy_(torch.cat([F.pad(p.conv_dw.weight, [pad] * 4) for p, pad in zip(paths, pads)]))
+        merged.conv_dw.bias.copy_(torch.cat([p.conv_dw.bias for p in paths]))
+        merged.conv_pwl.weight.copy_(torch.cat([p.conv_pwl.weight for p in paths], dim=1))
+        merged.conv_pwl.bias.copy_(sum(p.conv_pwl.bias for p in paths))
+    return merged.eval()
 
 
 def _fold_model(model: nn.Module) -> None:
     for m in list(model.modules()):
         if isinstance(m, ConvBnAct) and isinstance(m.bn, nn.BatchNorm2d):
             m.conv, m.bn = fold_bn(m.conv, m.bn), nn.Identity()
-        elif isinstance(m, MixedKernelBlock) and m.conv_pw is not None:
-            m.conv_pw, m.bn1 = fold_bn(m.conv_pw, m.bn1), nn.Identity()
-            m.conv_dw, m.bn2 = _fold_bn_slices(m.conv_dw, m.bn2), nn.Identity()
-            m.conv_pwl, m.bn3 = fold_bn(m.conv_pwl, m.bn3), nn.Identity()
+        elif isinstance(m, MixedKernelBlock) and isinstance(m.bn3, nn.BatchNorm2d):
+            for i, path in enumerate(m.paths):
+                path.conv_pw, path.bn1 = fold_bn(path.conv_pw, path.bn1), nn.Identity()
+                path.conv_dw, path.bn2 = fold_bn(path.conv_dw, path.bn2), nn.Identity()
+                path.conv_pwl = _scale_rows(path.conv_pwl, m.bn3, with_shift=i == 0)
+            m.bn3 = nn.Identity()
         elif isinstance(m, LightweightTransformer):
             m.input_proj, m.input_norm = fold_bn(m.input_proj, m.input_norm), nn.Identity()
             m.reverse_proj, m.reverse_norm = fold_bn(m.reverse_proj, m.reverse_norm), nn.Identity()
@@ -171,14 +185,16 @@ def default_cache_path() -> Path:
 
 
 def _block_inputs(model: nn.Module, x: torch.Tensor) -> Dict[str, Tuple[int, ...]]:
-    """The shape of the hidden map entering each block's depthwise convs, from one forward pass."""
+    """The input shape of every block with several kernel paths, from one forward pass."""
     shapes: Dict[str, Tuple[int, ...]] = {}
     hooks = []
+
+    def record(name: str):
+        return lambda mod, inputs: shapes.__setitem__(name, tuple(inputs[0].shape))
+
     for name, m in model.named_modules():
-        if isinstance(m, MixedKernelBlock) and m.conv_pw is not None and len(m.splits) > 1:
-            hooks.append(
-                m.conv_pw.register_forward_hook(lambda mod, i, o, n=name: shapes.__setitem__(n, tuple(o.shape)))
-            )
+        if isinstance(m, MixedKernelBlock) and len(m.paths) > 1:
+            hooks.append(m.register_forward_pre_hook(record(name)))
     try:
         with torch.inference_mode():
             model(x)
@@ -188,27 +204,30 @@ def _block_inputs(model: nn.Module, x: torch.Tensor) -> Dict[str, Tuple[int, ...
     return shapes
 
 
-def _tune_depthwise(model: nn.Module, x: torch.Tensor, cache: _TuningCache, key: str, memory_format) -> int:
-    """Merge the depthwise groups of every block where one zero-padded conv is faster; returns how many."""
+def _tune_paths(model: nn.Module, x: torch.Tensor, cache: _TuningCache, key: str, memory_format) -> int:
+    """Merge the kernel paths of every block where one merged path is faster; returns how many."""
     device = x.device
     merged_count = 0
     modules = dict(model.named_modules())
     for name, shape in _block_inputs(model, x).items():
         block = modules[name]
-        entry = f"{key}|{memory_format}|{shape}|k{block.kernel_sizes}|c{block.splits}|s{block.stride}"
+        spec = block.spec
+        entry = f"{key}|{memory_format}|{shape}|{spec.paths}|s{spec.stride}|se{spec.se_chs}"
         choice = cache.data.get(entry)
-        merged = merge_depthwise(block.conv_dw)
+        merged = merge_paths(block)
         if choice is None:
             h = torch.randn(shape, device=device, dtype=x.dtype).contiguous(memory_format=memory_format)
+            separate, single = block.paths, nn.ModuleList([merged]).to(memory_format=memory_format)
             with torch.inference_mode():
-                t_split = _median_time(lambda b=block, h=h: b._depthwise(h), device)
-                t_merged = _median_time(lambda m=merged, h=h: m(h), device)
-            choice = "merged" if t_merged < t_split else "split"
+                t_separate = _median_time(lambda b=block, h=h: b._paths(h), device)
+                block.paths = single
+                t_merged = _median_time(lambda b=block, h=h: b._paths(h), device)
+                block.paths = separate
+            choice = "merged" if t_merged < t_separate else "paths"
             cache.data[entry] = choice
         if choice == "merged":
-            block.conv_dw = nn.ModuleList([merged])
-            block.kernel_sizes = [merged.kernel_size[0]]
-            block.splits = [merged.out_channels]
+            block.paths = nn.ModuleList([merged])
+            block.kernel_sizes = [merged.kernel_size]
             merged_count += 1
     return merged_count
 
@@ -228,7 +247,7 @@ def deploy(
         input_size: ``(height, width)`` to tune for; default the model's pretrained-cfg input size.
         batch_size: batch to tune for.
         channels_last: force the memory format; ``None`` measures both and keeps the faster.
-        tune: measure the depthwise implementation per block (otherwise keep one conv per kernel group).
+        tune: measure, per block, separate against merged kernel paths (otherwise keep them separate).
         cache_path: where measured choices are kept (``None``: do not cache).
 
     Returns:
@@ -258,7 +277,7 @@ def deploy(
     for fmt in formats:
         candidate = copy.deepcopy(base) if len(formats) > 1 else base
         if tune:
-            _tune_depthwise(candidate, x, cache, key, fmt)
+            _tune_paths(candidate, x, cache, key, fmt)
         candidate = candidate.to(memory_format=fmt)
         if len(formats) == 1:
             best = (0.0, fmt, candidate)

@@ -44,7 +44,7 @@ def test_deploy_matches_eval(name, tmp_path):
         close(deployed(x), model(x))
 
 
-def test_depthwise_choices_are_measured_once_and_cached(tmp_path):
+def test_path_choices_are_measured_once_and_cached(tmp_path):
     model = realistic("hrnas_supernet_tiny_seg")
     cache = tmp_path / "tune.json"
     hrnas.deploy(model, input_size=(64, 64), channels_last=True, cache_path=cache)
@@ -52,12 +52,12 @@ def test_depthwise_choices_are_measured_once_and_cached(tmp_path):
 
     entries = json.loads(cache.read_text())
     assert 1 <= len(entries) <= 27  # one choice per distinct block shape (blocks of equal shape share it)
-    assert set(entries.values()) <= {"merged", "split"}
+    assert set(entries.values()) <= {"merged", "paths"}
     # force every block to the merged form through the cache: the deploy follows it and stays exact
     cache.write_text(json.dumps({k: "merged" for k in entries}))
     merged = hrnas.deploy(model, input_size=(64, 64), channels_last=True, cache_path=cache)
-    blocks = [m for m in merged.modules() if isinstance(m, hrnas.layers.MixedKernelBlock) and m.conv_dw is not None]
-    assert all(len(b.conv_dw) == 1 and b.conv_dw[0].kernel_size == (7, 7) for b in blocks)
+    blocks = [m for m in merged.modules() if isinstance(m, hrnas.layers.MixedKernelBlock) and len(m.paths)]
+    assert all(len(b.paths) == 1 and b.paths[0].conv_dw.kernel_size == (7, 7) for b in blocks)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         close(merged(x), model(x))

@@ -7,7 +7,7 @@ import hrnas
 from hrnas import BlockSpec
 from hrnas.cost import block_macs, transformer_macs, transformer_params
 from hrnas.layers import LightweightTransformer, MixedKernelBlock
-from hrnas.layers.reference import MixedKernelBlockReference, reference_to_fused
+from hrnas.layers.fused import FusedMixedKernelBlock, fused_to_paths, paths_to_fused
 
 
 def _randomise_bn(module):
@@ -28,30 +28,40 @@ SPECS = [
     BlockSpec(72, 144, 2, (3, 5, 7), (0, 0, 0)),  # an empty block: strided grouped residual only
     BlockSpec(270, 90, 1, (3, 5, 7), (1, 1, 1)),  # the dense head's transform, one channel per path
     BlockSpec(20, 20, 1, (3, 5, 7), (4, 6, 2), act="swish"),
+    BlockSpec(36, 72, 2, (3, 5, 7), (10, 0, 6), se_ratio=0.5, act="swish"),  # the released model's SE blocks
+    BlockSpec(18, 18, 1, (3, 5, 7), (4, 4, 4), tokens=3),  # with a transformer
 ]
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.in_chs}-{s.out_chs}-s{s.stride}-{s.channels}")
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: f"{s.in_chs}-{s.out_chs}-s{s.stride}-{s.channels}-se{s.se_ratio}")
 @pytest.mark.parametrize("train", [False, True])
-def test_fused_block_equals_three_path_reference(spec, train):
-    ref = MixedKernelBlockReference(spec)
-    _randomise_bn(ref)
-    fused = MixedKernelBlock(spec)
-    fused.load_state_dict(reference_to_fused(ref.state_dict(), spec), strict=True)
-    ref.train(train)
+def test_fused_form_equals_per_path_block(spec, train):
+    block = MixedKernelBlock(spec)
+    _randomise_bn(block)
+    fused = FusedMixedKernelBlock(spec)
+    fused.load_state_dict(paths_to_fused(block.state_dict(), spec), strict=True)
+    block.train(train)
     fused.train(train)
     x = torch.randn(2, spec.in_chs, 13, 18)
-    out_ref, out_fused = ref(x), fused(x)
-    assert out_fused.shape == (2, spec.out_chs, 13 if spec.stride == 1 else 7, 18 // spec.stride)
-    torch.testing.assert_close(out_fused, out_ref, atol=1e-5, rtol=1e-5)
+    torch.manual_seed(1)  # the transformer's dropout draws the same masks in both
+    out_paths = block(x)
+    torch.manual_seed(1)
+    out_fused = fused(x)
+    assert out_paths.shape == (2, spec.out_chs, 13 if spec.stride == 1 else 7, 18 // spec.stride)
+    torch.testing.assert_close(out_fused, out_paths, atol=1e-5, rtol=1e-5)
     if train and spec.hidden:
         # batch statistics agree too, so running stats move identically
-        torch.testing.assert_close(fused.bn2.running_mean, torch.cat([op[1][1].running_mean for op in ref.ops]))
+        torch.testing.assert_close(fused.bn2.running_mean, torch.cat([p.bn2.running_mean for p in block.paths]))
+    # and back: the per-path state is recovered exactly
+    back = fused_to_paths(fused.state_dict(), spec)
+    assert back.keys() == block.state_dict().keys()
+    for k, v in block.state_dict().items():
+        torch.testing.assert_close(back[k], v)
 
 
 def test_empty_block_has_no_path_modules():
     block = MixedKernelBlock(BlockSpec(18, 18, 1, (3, 5, 7), (0, 0, 0)))
-    assert sum(p.numel() for p in block.parameters()) == 0
+    assert sum(p.numel() for p in block.parameters()) == 0 and len(block.paths) == 0 and block.bn3 is None
     x = torch.randn(1, 18, 5, 5)
     assert torch.equal(block(x), x)
 
@@ -60,6 +70,7 @@ def test_se_block_shapes_and_count():
     spec = BlockSpec(36, 72, 2, (3, 5, 7), (10, 0, 6), se_ratio=0.5, act="swish")
     block = MixedKernelBlock(spec)
     assert block.se.conv_reduce.weight.shape == (18, 16, 1, 1)  # round(36 * 0.5) from the 16 hidden channels
+    assert [p.conv_dw.kernel_size for p in block.paths] == [(3, 3), (7, 7)]  # the empty 5x5 path is not built
     assert sum(p.numel() for p in block.parameters()) == hrnas.cost.block_params(spec)
     assert block(torch.randn(2, 36, 9, 9)).shape == (2, 72, 5, 5)
 

@@ -23,6 +23,15 @@ def _trained_like(arch, dtype=torch.float64, seed=0):
     return model.eval()
 
 
+def _zero_gates(block, dead):
+    """Zero the depthwise-BN gates of the hidden channels flagged in ``dead`` (all paths, in path order)."""
+    start = 0
+    for path in block.paths:
+        n = path.bn2.weight.numel()
+        path.bn2.weight.data[dead[start : start + n]] = 0
+        start += n
+
+
 def _choose(arch, model, seed=1):
     """Zero the gates of chosen channels: whole blocks, whole kernel paths and random subsets."""
     named = dict(model.named_modules())
@@ -39,7 +48,7 @@ def _choose(arch, model, seed=1):
             kept = torch.randperm(spec.hidden, generator=g)[: spec.hidden // 3]
         dead = torch.ones(spec.hidden, dtype=torch.bool)
         dead[kept] = False
-        named[name].bn2.weight.data[dead] = 0
+        _zero_gates(named[name], dead)
         keeps[name] = BlockKeep(kept)
         kernel_of = torch.cat([torch.full((c,), k) for k, c in spec.paths])
         for k in kernel_of[dead].tolist():
@@ -73,7 +82,7 @@ def test_shrink_preserves_eval_function_and_counts():
     named = dict(plan.new_arch.named_blocks())
     assert named["stages.0.branches.0.0"].channels[0] == 0  # block 1 lost its whole 3x3 path
     emptied = [n for n, b in plan.new_arch.named_blocks() if b.hidden == 0]
-    assert emptied and all(dict(small.named_modules())[n].conv_pw is None for n in emptied)
+    assert emptied and all(len(dict(small.named_modules())[n].paths) == 0 for n in emptied)
     assert any(dict(small.named_modules())[n].bias.abs().sum() > 0 for n in emptied)
 
 
@@ -85,7 +94,7 @@ def test_shrink_also_preserves_train_mode_function_for_partial_removal():
     kept = torch.arange(0, spec.hidden, 2)
     dead = torch.ones(spec.hidden, dtype=torch.bool)
     dead[kept] = False
-    dict(model.named_modules())[name].bn2.weight.data[dead] = 0
+    _zero_gates(dict(model.named_modules())[name], dead)
     plan = plan_shrink(arch, {name: BlockKeep(kept)})
     small = shrink_model(model, plan, _build(model))
     model.train()
@@ -109,7 +118,7 @@ def test_optimizer_state_and_ema_are_sliced_like_the_weights(opt_name):
         opt.step()
         ema.update(model)
     name, spec = arch.named_blocks()[3]
-    kept = torch.tensor([0, 5, 30, 40])
+    kept = torch.tensor([0, 5, 30, 40])  # path 0 keeps 0 and 5; path 1 (24 channels) keeps 30 - 24 and 40 - 24
     plan = plan_shrink(arch, {name: BlockKeep(kept, tokens=torch.tensor([1, 3]) if spec.tokens else None)})
     small = shrink_model(model, plan, lambda a: hrnas.HRNASNet(a))
     new_opt = type(opt)(small.parameters(), **{k: v for k, v in opt.defaults.items() if k in ("lr", "momentum")})
@@ -117,16 +126,17 @@ def test_optimizer_state_and_ema_are_sliced_like_the_weights(opt_name):
     old_p = dict(model.named_parameters())
     new_p = dict(small.named_parameters())
     key = "momentum_buffer" if opt_name == "sgd" else "exp_avg_sq"
-    w = f"{name}.conv_pw.weight"
-    torch.testing.assert_close(new_opt.state[new_p[w]][key], opt.state[old_p[w]][key][kept])
-    pwl = f"{name}.conv_pwl.weight"
-    torch.testing.assert_close(new_opt.state[new_p[pwl]][key], opt.state[old_p[pwl]][key][:, kept])
+    w = f"{name}.paths.1.conv_pw.weight"
+    torch.testing.assert_close(new_opt.state[new_p[w]][key], opt.state[old_p[w]][key][[30 - 24, 40 - 24]])
+    pwl = f"{name}.paths.0.conv_pwl.weight"
+    torch.testing.assert_close(new_opt.state[new_p[pwl]][key], opt.state[old_p[pwl]][key][:, [0, 5]])
+    assert f"{name}.paths.2.conv_pw.weight" not in new_p  # the 7x7 path kept nothing and is gone
     untouched = "stem.0.conv.weight"
     torch.testing.assert_close(new_opt.state[new_p[untouched]][key], opt.state[old_p[untouched]][key])
     if opt_name == "adamw":
         assert float(new_opt.state[new_p[w]]["step"]) == 2
     shadow = plan.apply(ema.shadow, list(small.state_dict()))
-    torch.testing.assert_close(shadow[w], ema.shadow[w][kept])
+    torch.testing.assert_close(shadow[w], ema.shadow[w][[30 - 24, 40 - 24]])
     assert set(shadow) == set(small.state_dict())
     # the shrunk optimizer keeps training
     new_opt.zero_grad()

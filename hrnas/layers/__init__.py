@@ -1,6 +1,6 @@
 """Building blocks of HR-NAS networks, each built from the integers of an :class:`hrnas.Arch` spec."""
 
-from .block import ConvBnAct, MixedKernelBlock, SqueezeExcite, make_act, residual_groups
+from .block import ConvBnAct, KernelPath, MixedKernelBlock, SqueezeExcite, make_act, residual_groups
 from .heads import ClsNeck, DenseHead, DenseNeck, PrunedNeck
 from .stage import HRStage
 from .transformer import LightweightTransformer, TokenAttention
@@ -11,6 +11,7 @@ __all__ = [
     "DenseHead",
     "DenseNeck",
     "HRStage",
+    "KernelPath",
     "LightweightTransformer",
     "MixedKernelBlock",
     "PrunedNeck",

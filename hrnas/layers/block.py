@@ -1,20 +1,24 @@
-"""The mixed-kernel inverted-residual block, HR-NAS's search unit, in its fused form.
+"""The mixed-kernel inverted-residual block, HR-NAS's search unit.
 
-The paper's block runs one MobileNetV2 path per depthwise kernel (3, 5, 7), each with its own 1x1 expansion,
-and sums the paths' 1x1 projections before one shared BatchNorm. Because BatchNorm and depthwise convs act
-per channel, that is exactly the same function as: one 1x1 expansion to the concatenated hidden channels, a
-depthwise conv per kernel *group* of channels, one 1x1 projection. This module builds that fused form (fewer,
-larger kernels: faster); :mod:`hrnas.layers.reference` keeps the literal three-path form for tests and for
-converting weights.
+One MobileNetV2-style path per depthwise kernel (3, 5, 7): 1x1 expansion + BN + act, depthwise conv + BN + act,
+1x1 projection; the paths' projections are summed, then one BatchNorm, then the residual is added. This is the
+layout of the paper's search block.
 
-The importance of a hidden channel (what the search's L1 penalty acts on) is ``|gamma|`` of ``bn2``, the
-BatchNorm after the depthwise convs.
+Because BatchNorm and depthwise convs act per channel, the same function can be computed with one 1x1 expansion
+to all hidden channels, a depthwise conv per kernel group and one 1x1 projection
+(:class:`hrnas.layers.fused.FusedMixedKernelBlock`). That "fused" form was expected to be faster; measured on
+the CPUs here it is not (the concatenation of the depthwise outputs costs more than the extra small convs save:
+a training step of the seg supernet at 512x1024 takes 1.9x as long in channels-last), so the per-path form is the
+one networks are built from, and :func:`hrnas.deploy` merges paths only where that measures faster.
+
+The importance of a hidden channel (what the search's L1 penalty acts on) is ``|gamma|`` of its path's ``bn2``,
+the BatchNorm after the depthwise conv.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -22,7 +26,7 @@ from torch import nn
 from ..arch import BlockSpec
 from .transformer import LightweightTransformer
 
-__all__ = ["ConvBnAct", "MixedKernelBlock", "SqueezeExcite", "make_act", "residual_groups"]
+__all__ = ["ConvBnAct", "KernelPath", "MixedKernelBlock", "SqueezeExcite", "make_act", "residual_groups"]
 
 
 def make_act(name: str, inplace: bool = True) -> nn.Module:
@@ -61,7 +65,11 @@ class ConvBnAct(nn.Module):
 
 
 class SqueezeExcite(nn.Module):
-    """Squeeze-and-excitation on the hidden channels (as in the original's retrain block)."""
+    """Squeeze-and-excitation over all hidden channels of a block (as in the original's retrain block).
+
+    Takes the paths' hidden maps as a list, so that they need not be concatenated: the squeeze is the
+    concatenation of their global means, the excitation is split back per path.
+    """
 
     def __init__(self, chs: int, rd_chs: int, act: str = "relu") -> None:
         super().__init__()
@@ -69,19 +77,53 @@ class SqueezeExcite(nn.Module):
         self.act = make_act(act)
         self.conv_expand = nn.Conv2d(rd_chs, chs, 1, bias=True)
 
+    def forward(self, hs: List[torch.Tensor]) -> List[torch.Tensor]:
+        s = torch.cat([h.mean((2, 3), keepdim=True) for h in hs], dim=1)
+        s = torch.sigmoid(self.conv_expand(self.act(self.conv_reduce(s))))
+        out: List[torch.Tensor] = []
+        start = 0
+        for h in hs:
+            n = h.shape[1]
+            out.append(h * s[:, start : start + n])
+            start += n
+        return out
+
+
+class KernelPath(nn.Module):
+    """One kernel's path: 1x1 expand + BN + act, depthwise ``kernel x kernel`` (stride) + BN + act, 1x1 project.
+
+    The projection has no BatchNorm of its own: the block sums all paths' projections before its ``bn3``.
+    """
+
+    def __init__(
+        self, in_chs: int, hidden: int, out_chs: int, kernel: int, stride: int, act: str, bn_kwargs: dict
+    ) -> None:
+        super().__init__()
+        self.kernel_size = kernel
+        self.conv_pw = nn.Conv2d(in_chs, hidden, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(hidden, **bn_kwargs)
+        self.act1 = make_act(act)
+        self.conv_dw = nn.Conv2d(hidden, hidden, kernel, stride, (kernel - 1) // 2, groups=hidden, bias=False)
+        self.bn2 = nn.BatchNorm2d(hidden, **bn_kwargs)
+        self.act2 = make_act(act)
+        self.conv_pwl = nn.Conv2d(hidden, out_chs, 1, bias=False)
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The path's gated hidden map (after the depthwise BN and activation)."""
+        return self.act2(self.bn2(self.conv_dw(self.act1(self.bn1(self.conv_pw(x))))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.mean((2, 3), keepdim=True)
-        s = self.conv_expand(self.act(self.conv_reduce(s)))
-        return x * torch.sigmoid(s)
+        return self.conv_pwl(self.hidden(x))
 
 
 class MixedKernelBlock(nn.Module):
     """Inverted residual with mixed depthwise kernels, an optional SE and an optional lightweight transformer.
 
-    ``y = shortcut(x) + bn3(conv_pwl(se(act(bn2(dw(act(bn1(conv_pw(x)))))))) + transformer(x)``, where ``dw``
-    applies kernel ``k`` to the ``channels[k]`` hidden channels of its group, ``shortcut`` is the identity or a
-    grouped 1x1 conv, and the transformer term exists only when ``spec.tokens > 0``. A block without hidden
-    channels is its shortcut (plus transformer) alone.
+    ``y = shortcut(x) + bn3(sum_k paths[k](x)) + transformer(x)``, where ``paths[k]`` is a :class:`KernelPath`
+    with ``channels[k]`` hidden channels (paths with 0 channels are not built), ``shortcut`` is the identity or a
+    grouped 1x1 conv, and the transformer term exists only when ``spec.tokens > 0``. With SE, the paths' hidden
+    maps are rescaled by one squeeze-excitation before their projections. A block without hidden channels is its
+    shortcut plus a constant ``bias`` (what the search folded in when it removed the paths; zero when built so).
 
     Args:
         spec: the block's :class:`hrnas.BlockSpec`.
@@ -95,28 +137,18 @@ class MixedKernelBlock(nn.Module):
         spec.validate()
         bn_kwargs = bn_kwargs or {}
         self.spec = spec
-        paths = spec.paths
-        self.kernel_sizes = [k for k, _ in paths]
-        self.splits = [c for _, c in paths]
-        hidden = sum(self.splits)
         self.in_chs, self.out_chs, self.stride = spec.in_chs, spec.out_chs, spec.stride
-
-        self.conv_pw: Optional[nn.Conv2d] = None
-        self.conv_dw: Optional[nn.ModuleList] = None
-        if hidden:
-            self.conv_pw = nn.Conv2d(spec.in_chs, hidden, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(hidden, **bn_kwargs)
-            self.act1 = make_act(spec.act)
-            self.conv_dw = nn.ModuleList(
-                nn.Conv2d(c, c, k, spec.stride, (k - 1) // 2, groups=c, bias=False) for k, c in paths
-            )
-            self.bn2 = nn.BatchNorm2d(hidden, **bn_kwargs)
-            self.act2 = make_act(spec.act)
-            self.se = SqueezeExcite(hidden, spec.se_chs, spec.act) if spec.se_chs else nn.Identity()
-            self.conv_pwl = nn.Conv2d(hidden, spec.out_chs, 1, bias=False)
+        self.kernel_sizes = [k for k, _ in spec.paths]
+        self.paths = nn.ModuleList(
+            KernelPath(spec.in_chs, c, spec.out_chs, k, spec.stride, spec.act, bn_kwargs) for k, c in spec.paths
+        )
+        self.se: Optional[SqueezeExcite] = None
+        self.bn3: Optional[nn.Module] = None
+        if spec.hidden:
+            if spec.se_chs:
+                self.se = SqueezeExcite(spec.hidden, spec.se_chs, spec.act)
             self.bn3 = nn.BatchNorm2d(spec.out_chs, **bn_kwargs)
-
-        if not hidden:
+        else:
             # What remains of paths that the search removed: their constant output (folded when they were
             # removed, zero in a freshly built block) added per output channel.
             self.register_buffer("bias", torch.zeros(spec.out_chs))
@@ -133,26 +165,29 @@ class MixedKernelBlock(nn.Module):
 
     @property
     def hidden(self) -> int:
-        return sum(self.splits)
+        return sum(p.conv_dw.out_channels for p in self.paths)
 
-    def _depthwise(self, x: torch.Tensor) -> torch.Tensor:
-        convs = self.conv_dw
-        assert convs is not None
-        if len(self.splits) == 1:
-            return convs[0](x)
-        parts = torch.split(x, self.splits, dim=1)
-        outs = []
-        for i, conv in enumerate(convs):
-            outs.append(conv(parts[i]))
-        return torch.cat(outs, dim=1)
+    def _paths(self, x: torch.Tensor) -> torch.Tensor:
+        y: Optional[torch.Tensor] = None
+        if self.se is None:
+            for path in self.paths:
+                z = path(x)
+                y = z if y is None else y + z
+        else:
+            hs: List[torch.Tensor] = []
+            for path in self.paths:
+                hs.append(path.hidden(x))
+            hs = self.se(hs)
+            for i, path in enumerate(self.paths):
+                z = path.conv_pwl(hs[i])
+                y = z if y is None else y + z
+        assert y is not None
+        return y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.shortcut(x)
-        if self.conv_pw is not None:
-            h = self.act1(self.bn1(self.conv_pw(x)))
-            h = self.act2(self.bn2(self._depthwise(h)))
-            h = self.se(h)
-            out = out + self.bn3(self.conv_pwl(h))
+        if self.bn3 is not None:
+            out = out + self.bn3(self._paths(x))
         else:
             out = out + self.bias.view(1, -1, 1, 1)
         if self.transformer is not None:
@@ -160,5 +195,5 @@ class MixedKernelBlock(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        kc = ", ".join(f"{k}:{c}" for k, c in zip(self.kernel_sizes, self.splits)) or "residual only"
+        kc = ", ".join(f"{k}:{c}" for k, c in self.spec.paths) or "residual only"
         return f"{self.in_chs}->{self.out_chs}, stride={self.stride}, kernels=[{kc}], tokens={self.spec.tokens}"

@@ -284,8 +284,10 @@ class _Run:
         self.gates: List[tuple[torch.Tensor, torch.Tensor]] = []
         for name, spec in self.arch.named_blocks():
             vec, tok = pens[name]
-            if spec.hidden:
-                self.gates.append((params[f"{name}.bn2.weight"], vec.to(self.device)))
+            start = 0
+            for i, (_, n) in enumerate(spec.paths):
+                self.gates.append((params[f"{name}.paths.{i}.bn2.weight"], vec[start : start + n].to(self.device)))
+                start += n
             if spec.tokens:
                 p = params[f"{name}.transformer.input_norm.weight"]
                 self.gates.append((p, torch.full_like(p, tok)))

@@ -47,8 +47,9 @@ class UnitIndex:
             path_slots = []
             pvec, ptok = penalties[name]
             if spec.hidden:
-                g = state[f"{name}.bn2.weight"].detach().float().cpu().abs()
-                ge = ema_state[f"{name}.bn2.weight"].float().cpu().abs() if ema_state else g
+                keys = [f"{name}.paths.{i}.bn2.weight" for i in range(len(spec.paths))]
+                g = torch.cat([state[k].detach().float().cpu().abs() for k in keys])
+                ge = torch.cat([ema_state[k].float().cpu().abs() for k in keys]) if ema_state else g
                 start = 0
                 for _, n in spec.paths:
                     blocks.append(torch.full((n,), bi))

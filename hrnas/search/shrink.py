@@ -6,7 +6,7 @@ model's state, the EMA's shadow state and the optimizer's per-parameter state (S
 all three stay consistent.
 
 Removed channels are folded, not just dropped: a channel whose ``bn2`` gamma is 0 outputs the constant
-``act(beta)`` in eval mode, which reaches the block's ``bn3`` through the projection as a per-channel constant
+``act(beta)`` in eval mode, which reaches the block's ``bn3`` through its path's projection as a per-channel constant
 ``c``. Subtracting ``c`` from ``bn3``'s running mean keeps the eval-mode function exactly; when no channel is left
 the block keeps ``bn3(c)`` as its ``bias`` buffer. (With an SE block the fold ignores the SE's rescaling, and a
 channel removed with a non-zero gamma is approximated by its constant part: exact only for gamma == 0.) Removed
@@ -33,7 +33,7 @@ Slices = List[Tuple[int, torch.Tensor]]  # (dim, kept indices) applied in order
 
 @dataclasses.dataclass
 class BlockKeep:
-    """What one block keeps: indices into its hidden channels (``bn2`` order) and into its tokens."""
+    """What one block keeps: indices into its hidden channels (all paths' channels in path order) and tokens."""
 
     channels: torch.Tensor
     tokens: Optional[torch.Tensor] = None
@@ -52,7 +52,7 @@ class _TransformerFold:
 @dataclasses.dataclass
 class _Fold:
     name: str
-    removed: torch.Tensor  # indices into the old hidden channels
+    removed: List[Tuple[int, torch.Tensor]]  # (old path index, removed channel indices within that path)
     empty: bool  # no hidden channel left: fold into the block's bias buffer
     act: str
     bn_eps: float
@@ -100,11 +100,17 @@ def _act(name: str, x: torch.Tensor) -> torch.Tensor:
 
 def _apply_fold(fold: _Fold, old: Dict[str, torch.Tensor], new: Dict[str, torch.Tensor]) -> None:
     p = fold.name
-    if len(fold.removed) == 0 or f"{p}.bn2.bias" not in old:
+    const = None
+    for path, idx in fold.removed:
+        key = f"{p}.paths.{path}"
+        if len(idx) == 0 or f"{key}.bn2.bias" not in old:
+            continue
+        beta = old[f"{key}.bn2.bias"].double().index_select(0, idx.to(old[f"{key}.bn2.bias"].device))
+        weight = old[f"{key}.conv_pwl.weight"].double()[:, :, 0, 0].index_select(1, idx.to(beta.device))
+        c = weight @ _act(fold.act, beta)  # per output channel: what the removed channels added before bn3
+        const = c if const is None else const + c
+    if const is None:
         return
-    beta = old[f"{p}.bn2.bias"].double().index_select(0, fold.removed.to(old[f"{p}.bn2.bias"].device))
-    weight = old[f"{p}.conv_pwl.weight"].double()[:, :, 0, 0].index_select(1, fold.removed.to(beta.device))
-    const = weight @ _act(fold.act, beta)  # per output channel: what the removed channels added before bn3
     mean = old[f"{p}.bn3.running_mean"].double()
     if not fold.empty:
         new[f"{p}.bn3.running_mean"] = (mean - const).to(old[f"{p}.bn3.running_mean"].dtype)
@@ -164,31 +170,47 @@ def plan_shrink(arch: Arch, keeps: Dict[str, BlockKeep]) -> ShrinkPlan:
     return plan
 
 
+_PATH_TENSORS = (
+    ("conv_pw.weight", 0),
+    ("bn1.weight", 0),
+    ("bn1.bias", 0),
+    ("bn1.running_mean", 0),
+    ("bn1.running_var", 0),
+    ("bn1.num_batches_tracked", None),
+    ("conv_dw.weight", 0),
+    ("bn2.weight", 0),
+    ("bn2.bias", 0),
+    ("bn2.running_mean", 0),
+    ("bn2.running_var", 0),
+    ("bn2.num_batches_tracked", None),
+    ("conv_pwl.weight", 1),
+)
+
+
 def _plan_block(plan: ShrinkPlan, p: str, old: BlockSpec, new: BlockSpec, keep: BlockKeep, arch: Arch) -> None:
     src = plan.sources
     kept = keep.channels
     if new.hidden != old.hidden:
         plan.changed.append(p)
-        removed = torch.tensor(sorted(set(range(old.hidden)) - set(kept.tolist())), dtype=torch.long)
+        removed = []
+        start, new_path = 0, 0
+        for path, (_, n) in enumerate(old.paths):
+            in_path = (kept >= start) & (kept < start + n)
+            local = kept[in_path] - start
+            removed.append((path, torch.tensor(sorted(set(range(n)) - set(local.tolist())), dtype=torch.long)))
+            if len(local):
+                # a path that keeps channels keeps its tensors, sliced; empty paths vanish and the rest close up
+                for name, dim in _PATH_TENSORS:
+                    slices = [] if dim is None else [(dim, local)]
+                    src[f"{p}.paths.{new_path}.{name}"] = (f"{p}.paths.{path}.{name}", slices)
+                new_path += 1
+            start += n
         plan.folds.append(_Fold(p, removed, empty=new.hidden == 0, act=old.act, bn_eps=arch.bn_eps))
         if new.hidden:
-            src[f"{p}.conv_pw.weight"] = (f"{p}.conv_pw.weight", [(0, kept)])
-            for bn in ("bn1", "bn2"):
-                for t in ("weight", "bias", "running_mean", "running_var"):
-                    src[f"{p}.{bn}.{t}"] = (f"{p}.{bn}.{t}", [(0, kept)])
-            src[f"{p}.conv_pwl.weight"] = (f"{p}.conv_pwl.weight", [(1, kept)])
+            # the SE works on all hidden channels at once, in path order
             src[f"{p}.se.conv_reduce.weight"] = (f"{p}.se.conv_reduce.weight", [(1, kept)])
             src[f"{p}.se.conv_expand.weight"] = (f"{p}.se.conv_expand.weight", [(0, kept)])
             src[f"{p}.se.conv_expand.bias"] = (f"{p}.se.conv_expand.bias", [(0, kept)])
-            # depthwise groups: old path g keeps the kept indices that fall in its range; empty paths vanish,
-            # so the new group numbering closes up
-            start, new_g = 0, 0
-            for g, (_, n) in enumerate(old.paths):
-                local = kept[(kept >= start) & (kept < start + n)] - start
-                if len(local):
-                    src[f"{p}.conv_dw.{new_g}.weight"] = (f"{p}.conv_dw.{g}.weight", [(0, local)])
-                    new_g += 1
-                start += n
     if keep.tokens is not None and new.tokens != old.tokens:
         plan.changed.append(f"{p}.transformer")
         if new.tokens == 0:

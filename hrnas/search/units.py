@@ -1,7 +1,7 @@
 """Searchable units, their costs, and the cost-weighted L1 penalty (reference section 4.2).
 
 A *unit* is one hidden (depthwise) channel of a block or one token of a block's transformer. Its importance is
-``|gamma|`` of the BatchNorm that gates it (``bn2`` for channels, ``transformer.input_norm`` for tokens).
+``|gamma|`` of the BatchNorm that gates it (its path's ``bn2`` for channels, ``transformer.input_norm`` for tokens).
 
 Each unit has a cost: the MACs (or parameters) that disappear with it, computed from the ``Arch`` at the cost
 resolution. A channel of kernel ``k`` in a block with input ``h x w`` and output ``ho x wo`` costs
@@ -121,7 +121,8 @@ class CostModel:
         return total / count
 
     def penalties(self, arch: Arch, normalizer: float, equal: bool = False) -> dict[str, tuple[torch.Tensor, float]]:
-        """Per block: a penalty vector aligned with ``bn2.weight`` and the per-token penalty at its live count.
+        """Per block: a penalty vector over its hidden channels (path by path) and the per-token penalty at its live
+        token count.
 
         ``equal=True`` gives every unit penalty 1 (plain network slimming, the paper's ablation).
         """
