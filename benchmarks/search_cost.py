@@ -100,6 +100,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true")
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--one", help=argparse.SUPPRESS)  # internal: config|shrunk|form
     args = p.parse_args()
     if args.one:
@@ -117,16 +118,16 @@ def main() -> None:
                 row = json.loads(out.strip().splitlines()[-1])
                 rows.append(row)
                 print(row, flush=True)
-    write(rows, "_quick" if args.quick else "")
+    write(rows, "_quick" if args.quick else "", Path(args.out))
 
 
-def write(rows: list[dict], suffix: str) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write(rows: list[dict], suffix: str, out: Path = RESULTS) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]))
     w.writeheader()
     w.writerows(rows)
-    _atomic(RESULTS / f"search_cost{suffix}.csv", buf.getvalue())
+    _atomic(out / f"search_cost{suffix}.csv", buf.getvalue())
     lines = [
         "# Cost of a search step",
         "",
@@ -146,7 +147,7 @@ def write(rows: list[dict], suffix: str) -> None:
             f"| {r['config']} | {r['network']} | {r['macs_per_image'] / 1e6:.1f} | {r['form']} | {r['step_s']} | "
             f"{speed} | {r['peak_rss_mb']} | {r['step_rss_mb']} |"
         )
-    _atomic(RESULTS / f"search_cost{suffix}.md", "\n".join(lines) + "\n")
+    _atomic(out / f"search_cost{suffix}.md", "\n".join(lines) + "\n")
 
 
 def _atomic(path: Path, text: str) -> None:

@@ -14,7 +14,7 @@ from .archs import released_cls_arch, retrain_form
 from .cost import Profile, count_macs, count_params, profile
 from .deploy import deploy
 from .export import export
-from .hub import load_pretrained, save_pretrained
+from .hub import WeightsError, load_pretrained, load_weights, save_pretrained
 from .net import HRNASNet
 from .search import SearchConfig, SearchResult, create_supernet, search
 from .spaces import SearchSpace, get_space, list_spaces
@@ -36,6 +36,7 @@ __all__ = [
     "SearchSpace",
     "StageSpec",
     "UnknownModelError",
+    "WeightsError",
     "__version__",
     "count_macs",
     "count_params",
@@ -47,6 +48,7 @@ __all__ = [
     "list_models",
     "list_spaces",
     "load_pretrained",
+    "load_weights",
     "profile",
     "released_cls_arch",
     "retrain_form",

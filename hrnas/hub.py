@@ -19,7 +19,17 @@ import torch
 from safetensors.torch import save_file
 from timm.models import PretrainedCfg
 
-__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "is_model_dir", "load_pretrained", "save_pretrained"]
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "WeightsError",
+    "check_weights",
+    "is_model_dir",
+    "load_pretrained",
+    "load_weights",
+    "read_weights",
+    "save_pretrained",
+]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -96,6 +106,83 @@ def _default_card(model: torch.nn.Module) -> str:
     )
 
 
+class WeightsError(ValueError):
+    """A weights file or model directory that cannot be loaded; the message names the file and the problem."""
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a state dict from ``.safetensors`` or, for files from elsewhere, a ``.pth``/``.pt``/``.bin`` that holds
+    only tensors (read with ``torch.load(weights_only=True)``, which refuses pickled code)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise WeightsError(f"weights file {path!r} does not exist")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path)
+        except Exception as e:
+            raise WeightsError(
+                f"{path} is not a readable safetensors file ({type(e).__name__}: {e}); it may be truncated or "
+                "corrupt: download or save it again"
+            ) from None
+    if path.endswith((".pth", ".pt", ".bin", ".ckpt")):
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise WeightsError(
+                f"refusing to load {path}: it is not a plain file of tensors ({type(e).__name__}: {str(e)[:200]}); "
+                "only weights are accepted, never pickled objects: convert it to safetensors where it was made"
+            ) from None
+        for key in ("state_dict", "model", "ema"):  # common checkpoint wrappers
+            if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+                obj = obj[key]
+        if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
+            raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+        return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in obj.items()}
+    raise WeightsError(f"{path}: unknown weights format; use .safetensors (or a .pth holding only tensors)")
+
+
+def check_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str = "the weights") -> None:
+    """Raise :class:`WeightsError` unless ``state`` has exactly ``model``'s keys with the same shapes."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (first: {missing[0]!r})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first: {unexpected[0]!r})")
+        raise WeightsError(f"{source} do not fit this architecture: {', '.join(parts)} keys")
+    for k, t in expected.items():
+        if tuple(state[k].shape) != tuple(t.shape):
+            raise WeightsError(
+                f"{source} do not fit this architecture: {k!r} has shape {tuple(state[k].shape)} in the file but "
+                f"{tuple(t.shape)} in the model"
+            )
+
+
+def load_weights(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
+    """Load a weights file into ``model`` after checking every key and shape; on any error ``model`` is untouched."""
+    state = read_weights(path)
+    check_weights(model, state, source=os.fspath(path))
+    model.load_state_dict(state)
+    return model
+
+
+def _read_config(directory: str) -> dict[str, Any]:
+    path = os.path.join(directory, CONFIG_NAME)
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except json.JSONDecodeError as e:
+        raise WeightsError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(config, dict) or "architecture" not in config:
+        raise WeightsError(f"{path} has no 'architecture' entry; is this a timm/hrnas model directory?")
+    return config
+
+
 def load_pretrained(directory: str | os.PathLike, **kwargs: Any) -> torch.nn.Module:
     """Build the model described by ``directory/config.json`` and load ``model.safetensors`` into it.
 
@@ -110,6 +197,17 @@ def load_pretrained(directory: str | os.PathLike, **kwargs: Any) -> torch.nn.Mod
     weights = os.path.join(directory, WEIGHTS_NAME)
     if not os.path.isfile(weights):
         raise FileNotFoundError(f"{directory!r} has no {WEIGHTS_NAME}")
+    # Check everything with the directory's own settings first, so that a bad file gives one clear error;
+    # then let timm build the model with the caller's (head dropped for other num_classes, stem adapted...).
+    config = _read_config(directory)
+    arch_name = config["architecture"]
+    if not timm.is_model(arch_name):
+        raise WeightsError(
+            f"{os.path.join(directory, CONFIG_NAME)} names architecture {arch_name!r}, which is not registered "
+            "(import the package that defines it, or upgrade hrnas)"
+        )
+    reference = timm.create_model(arch_name, **config.get("model_args", {}))
+    check_weights(reference, read_weights(weights), source=weights)
     return timm.create_model(f"local-dir:{os.path.abspath(directory)}", pretrained=True, **kwargs)
 
 

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import random
+import shutil
 import statistics
 import time
 from typing import Any, Callable, List, Optional
@@ -43,6 +44,16 @@ from .units import CostModel
 __all__ = ["search"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
+# temporary files this module and SearchResult.save write before renaming them into place
+_TEMPORARY = (
+    f"{CHECKPOINT_NAME}.tmp",
+    "history.jsonl.tmp",
+    "config.yaml.tmp",
+    "arch.json.tmp",
+    ".tmp-save-",
+    ".search.tmp",
+    ".arch.tmp",
+)
 
 
 class SearchError(RuntimeError):
@@ -350,6 +361,12 @@ class _Run:
     def _train_step(self, batch: Any) -> None:
         cfg = self.cfg
         x, target = _split(_to(batch, self.device))
+        first = target[0] if isinstance(target, (tuple, list)) else target
+        if torch.is_tensor(first) and first.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"a batch has {x.shape[0]} inputs but {first.shape[0]} targets; the dataset must return one target "
+                "per input (image, target)"
+            )
         if self._channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.check_target is not None:
@@ -366,18 +383,17 @@ class _Run:
         l1 = self._l1()
         total = loss + rho * l1 if cfg.l1 == "subgradient" else loss
         if not torch.isfinite(total):
-            if cfg.on_nan == "skip":
-                self.optimizer.zero_grad(set_to_none=True)
-                self.skipped += 1
-                return
-            where = os.path.join(self.out, CHECKPOINT_NAME) if self.out else None
-            hint = f"the last good checkpoint is {where}; resume from it with a lower lr" if where else "lower the lr"
-            raise SearchError(f"the loss became {total.item()} at step {self.step}; stopping ({hint})")
+            self._non_finite("the loss", total.item())
+            return
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
-        if cfg.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.scaler.unscale_(self.optimizer)
+        # the norm is computed either way: a non-finite gradient must never reach the weights (fp16's loss scaler
+        # skips such steps by itself, and lowers its scale)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or float("inf"))
+        if not torch.isfinite(norm) and not self.scaler.is_enabled():
+            self._non_finite("the gradient norm", norm.item())
+            return
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if cfg.l1 == "proximal":
@@ -390,6 +406,16 @@ class _Run:
         self.step_macs.append(self.macs_now)
         self.losses.append(loss.item())
         self.l1s.append(l1.item())
+
+    def _non_finite(self, what: str, value: float) -> None:
+        """Skip the step (``on_nan='skip'``) or stop; either way nothing of this step reaches the weights."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.cfg.on_nan == "skip":
+            self.skipped += 1
+            return
+        where = os.path.join(self.out, CHECKPOINT_NAME) if self.out else None
+        hint = f"the last good checkpoint is {where}; resume from it with a lower lr" if where else "lower the lr"
+        raise SearchError(f"{what} became {value} at step {self.step}; stopping ({hint})")
 
     # -- shrinking ----------------------------------------------------------------------------------------
 
@@ -531,6 +557,11 @@ class _Run:
         cfg = self.cfg
         if self.rank == 0 and self.out:
             os.makedirs(self.out, exist_ok=True)
+            # a run killed while writing leaves its temporary file behind (the checkpoint itself is whole)
+            for name in os.listdir(self.out):
+                if name.startswith(_TEMPORARY):
+                    path = os.path.join(self.out, name)
+                    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
             cfg.save_yaml(os.path.join(self.out, "config.yaml"))
         bar = None
         if cfg.progress and self.rank == 0:

@@ -18,6 +18,7 @@ def main() -> None:
     p.add_argument("out")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--steps", type=int, default=36)
+    p.add_argument("--checkpoint-every", type=int, default=3)
     args = p.parse_args()
     torch.set_num_threads(1)
     train = FashionMNISTScenes("train", 256, canvas=32, seed=3, augment=True)
@@ -35,7 +36,7 @@ def main() -> None:
         batch_size=8,
         shrink_every=3,
         eval_every=6,
-        checkpoint_every=3,
+        checkpoint_every=args.checkpoint_every,
         calib_batches=2,
         output_dir=args.out,
         resume=args.out if args.resume else None,
