@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import statistics
 import time
 import warnings
@@ -27,6 +26,7 @@ import timm
 import torch
 
 import hrnas
+from hrnas._files import atomic_path, write_atomic
 
 RESULTS = Path(__file__).parent / "results"
 SIZES = [(224, 224), (256, 192), (512, 512), (512, 1024)]
@@ -116,7 +116,7 @@ def write(rows: list[dict], peak: float, out: Path, quick: bool) -> None:
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
-    _atomic(out / f"latency{suffix}.csv", buf.getvalue())
+    write_atomic(out / f"latency{suffix}.csv", buf.getvalue())
     lines = [
         "# Inference latency",
         "",
@@ -134,7 +134,7 @@ def write(rows: list[dict], peak: float, out: Path, quick: bool) -> None:
             f"| {r['model']} | {r['form']} | {r['input']} | {r['batch']} | {r['latency_ms']} | "
             f"{r['gmacs_per_image']} | {r['achieved_gmac_s']} | {r['peak_fraction']:.1%} |"
         )
-    _atomic(out / f"latency{suffix}.md", "\n".join(lines) + "\n")
+    write_atomic(out / f"latency{suffix}.md", "\n".join(lines) + "\n")
     try:
         import matplotlib
 
@@ -155,21 +155,14 @@ def write(rows: list[dict], peak: float, out: Path, quick: bool) -> None:
     ax.set_ylabel("latency (ms)")
     ax.set_title(f"latency against MACs ({_machine()})", fontsize=9)
     ax.legend(fontsize=6, loc="upper left")
-    tmp = out / f".latency{suffix}.tmp{os.getpid()}.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, out / f"latency{suffix}.png")
+    with atomic_path(out / f"latency{suffix}.png") as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
 
 
 def _machine() -> str:
     from hrnas.deploy import _cpu_name
 
     return f"{_cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,14 @@ import argparse
 import csv
 import io
 import json
-import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from hrnas._files import write_atomic
 
 RESULTS = Path(__file__).parent / "results"
 CONFIGS = {
@@ -127,7 +128,7 @@ def write(rows: list[dict], suffix: str, out: Path = RESULTS) -> None:
     w = csv.DictWriter(buf, fieldnames=list(rows[0]))
     w.writeheader()
     w.writerows(rows)
-    _atomic(out / f"search_cost{suffix}.csv", buf.getvalue())
+    write_atomic(out / f"search_cost{suffix}.csv", buf.getvalue())
     lines = [
         "# Cost of a search step",
         "",
@@ -147,13 +148,7 @@ def write(rows: list[dict], suffix: str, out: Path = RESULTS) -> None:
             f"| {r['config']} | {r['network']} | {r['macs_per_image'] / 1e6:.1f} | {r['form']} | {r['step_s']} | "
             f"{speed} | {r['peak_rss_mb']} | {r['step_rss_mb']} |"
         )
-    _atomic(out / f"search_cost{suffix}.md", "\n".join(lines) + "\n")
-
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomic(out / f"search_cost{suffix}.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from hrnas._files import write_atomic
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -64,9 +66,7 @@ def main(run_dir: str) -> None:
     )
     print(text)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS / f".search_speedup.md.tmp{os.getpid()}"
-    tmp.write_text(text)
-    os.replace(tmp, RESULTS / "search_speedup.md")
+    write_atomic(RESULTS / "search_speedup.md", text)
 
 
 if __name__ == "__main__":

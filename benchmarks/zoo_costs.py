@@ -11,18 +11,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
 import hrnas
+from hrnas._files import write_atomic
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -54,7 +48,7 @@ def main() -> None:
     writer.writeheader()
     writer.writerows(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    _write_atomic(RESULTS / "zoo_costs.csv", buf.getvalue())
+    write_atomic(RESULTS / "zoo_costs.csv", buf.getvalue())
 
     lines = [
         "# hrnas model costs",
@@ -71,7 +65,7 @@ def main() -> None:
             f"| {r['model']} | {r['input']} | {r['params'] / 1e6:.3f} | {r['macs_paper'] / 1e9:.4f} | "
             f"{r['macs_analytic'] / 1e9:.4f} | {r['macs_full'] / 1e9:.4f} | {r['blocks']} | {r['hidden_channels']} |"
         )
-    _write_atomic(RESULTS / "zoo_costs.md", "\n".join(lines) + "\n")
+    write_atomic(RESULTS / "zoo_costs.md", "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -606,16 +606,9 @@ class Arch:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write JSON to ``path`` atomically (a temporary file renamed into place)."""
-        path = os.fspath(path)
-        tmp = f"{path}.tmp{os.getpid()}"
-        try:
-            with open(tmp, "w") as f:
-                f.write(self.to_json())
-                f.write("\n")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        from ._files import write_atomic
+
+        write_atomic(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Arch:

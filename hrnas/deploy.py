@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._files import write_atomic
 from .layers import ConvBnAct, KernelPath, LightweightTransformer, MixedKernelBlock
 
 __all__ = ["deploy", "device_key", "fold_bn", "merge_paths"]
@@ -174,9 +175,7 @@ class _TuningCache:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(self.data, indent=0, sort_keys=True))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(self.data, indent=0, sort_keys=True))
 
 
 def default_cache_path() -> Path:

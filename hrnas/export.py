@@ -17,6 +17,8 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
+from ._files import atomic_path
+
 __all__ = ["FORMATS", "export", "verify_onnx"]
 
 FORMATS = ("onnx", "torchscript", "exported_program")
@@ -74,15 +76,13 @@ def export(
     x = _example(model, input_size, batch_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")  # keep the suffix: loaders check it
-    try:
+    with atomic_path(path) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # exporter deprecation and tracer notes
             if format == "onnx":
                 _export_onnx(model, x, tmp, dynamic, opset)
             elif format == "torchscript":
-                scripted = torch.jit.script(model)
-                torch.jit.save(scripted, str(tmp))
+                torch.jit.save(torch.jit.script(model), str(tmp))
             else:
                 dims = None
                 if dynamic:
@@ -92,14 +92,9 @@ def export(
                     dims = ({0: auto, 2: auto, 3: auto},)
                     if x.shape[0] == 1:
                         x = x.expand(2, -1, -1, -1).contiguous()
-                program = torch.export.export(model, (x,), dynamic_shapes=dims)
-                torch.export.save(program, str(tmp))
+                torch.export.save(torch.export.export(model, (x,), dynamic_shapes=dims), str(tmp))
         if verify:
-            _verify(model, tmp, format, x)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+            _verify(model, tmp, format, x)  # raises: the temporary file is removed, nothing is left behind
     return path
 
 

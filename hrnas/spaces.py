@@ -162,99 +162,48 @@ _PAPER_WIDTHS = ((24,), (18, 36), (18, 36, 72), (18, 36, 72, 144), (18, 36, 72, 
 _TINY_STAGES = ((1,), (1, 1), (1, 1, 1), (1, 1, 1, 1))
 _TINY_WIDTHS = ((16,), (12, 24), (12, 24, 48), (12, 24, 48, 96))
 
-SPACES: Mapping[str, SearchSpace] = MappingProxyType(
-    {
-        "seg": SearchSpace(
-            name="seg",
-            task="seg",
-            description="paper segmentation supernet, Cityscapes settings (19 classes, last_channel 90)",
-            stages=_PAPER_STAGES,
-            widths=_PAPER_WIDTHS,
-            num_classes=19,
-            last_channel=90,
-            input_size=(512, 1024),
-        ),
-        "seg_ade": SearchSpace(
-            name="seg_ade",
-            task="seg",
-            description="paper segmentation supernet, ADE20K settings (150 classes, last_channel 180)",
-            stages=_PAPER_STAGES,
-            widths=_PAPER_WIDTHS,
-            num_classes=150,
-            last_channel=180,
-            input_size=(512, 512),
-        ),
-        "pose": SearchSpace(
-            name="pose",
-            task="pose",
-            description="paper keypoint supernet, COCO settings (17 heatmaps, last_channel 90)",
-            stages=_PAPER_STAGES,
-            widths=_PAPER_WIDTHS,
-            num_classes=17,
-            last_channel=90,
-            bn_momentum=0.1,
-            bn_eps=1e-5,
-            init="heatmap",
-            input_size=(256, 192),
-        ),
-        "cls": SearchSpace(
-            name="cls",
-            task="cls",
-            description="paper ImageNet supernet (1000 classes, head 36/72/144/320 -> 1600)",
-            stages=_PAPER_STAGES,
-            widths=_PAPER_WIDTHS,
-            num_classes=1000,
-            head_chs=(36, 72, 144, 320),
-            final_chs=1600,
-            dropout=0.2,
-            input_size=(224, 224),
-        ),
-        "seg_tiny": SearchSpace(
-            name="seg_tiny",
-            task="seg",
-            description="small segmentation space for CPU demos (Fashion-MNIST scenes: 11 classes, 64x64)",
-            stages=_TINY_STAGES,
-            widths=_TINY_WIDTHS,
-            stem=(16, 16),
-            expand_ratio=2.0,
-            num_classes=11,
-            last_channel=32,
-            max_tokens=16,
-            input_size=(64, 64),
-        ),
-        "pose_tiny": SearchSpace(
-            name="pose_tiny",
-            task="pose",
-            description="small keypoint space for CPU demos and tests (17 heatmaps, 64x48)",
-            stages=_TINY_STAGES,
-            widths=_TINY_WIDTHS,
-            stem=(16, 16),
-            expand_ratio=2.0,
-            num_classes=17,
-            last_channel=32,
-            max_tokens=16,
-            bn_momentum=0.1,
-            bn_eps=1e-5,
-            init="heatmap",
-            input_size=(64, 48),
-        ),
-        "cls_tiny": SearchSpace(
-            name="cls_tiny",
-            task="cls",
-            description="small classification space for CPU demos (Fashion-MNIST: 10 classes, 32x32)",
-            stages=_TINY_STAGES,
-            widths=_TINY_WIDTHS,
-            stem=(16, 16),
-            expand_ratio=2.0,
-            num_classes=10,
-            head_chs=(16, 32, 64, 128),
-            final_chs=256,
-            dropout=0.1,
-            max_tokens=16,
-            input_size=(32, 32),
-        ),
-    }
-)
+
+def _paper(name: str, task: str, description: str, **kwargs) -> SearchSpace:
+    return SearchSpace(name, task, description, stages=_PAPER_STAGES, widths=_PAPER_WIDTHS, **kwargs)
+
+
+def _tiny(name: str, task: str, description: str, **kwargs) -> SearchSpace:
+    kwargs = {"stem": (16, 16), "expand_ratio": 2.0, "max_tokens": 16, **kwargs}
+    return SearchSpace(name, task, description, stages=_TINY_STAGES, widths=_TINY_WIDTHS, **kwargs)
+
+
+_ALL = (
+    _paper(
+        "seg", "seg", "paper segmentation supernet, Cityscapes settings (19 classes, last_channel 90)",
+        num_classes=19, last_channel=90, input_size=(512, 1024),
+    ),
+    _paper(
+        "seg_ade", "seg", "paper segmentation supernet, ADE20K settings (150 classes, last_channel 180)",
+        num_classes=150, last_channel=180, input_size=(512, 512),
+    ),
+    _paper(
+        "pose", "pose", "paper keypoint supernet, COCO settings (17 heatmaps, last_channel 90)",
+        num_classes=17, last_channel=90, bn_momentum=0.1, bn_eps=1e-5, init="heatmap", input_size=(256, 192),
+    ),
+    _paper(
+        "cls", "cls", "paper ImageNet supernet (1000 classes, head 36/72/144/320 -> 1600)",
+        num_classes=1000, head_chs=(36, 72, 144, 320), final_chs=1600, dropout=0.2, input_size=(224, 224),
+    ),
+    _tiny(
+        "seg_tiny", "seg", "small segmentation space for CPU demos (Fashion-MNIST scenes: 11 classes, 64x64)",
+        num_classes=11, last_channel=32, input_size=(64, 64),
+    ),
+    _tiny(
+        "pose_tiny", "pose", "small keypoint space for CPU demos and tests (17 heatmaps, 64x48)",
+        num_classes=17, last_channel=32, bn_momentum=0.1, bn_eps=1e-5, init="heatmap", input_size=(64, 48),
+    ),
+    _tiny(
+        "cls_tiny", "cls", "small classification space for CPU demos (Fashion-MNIST: 10 classes, 32x32)",
+        num_classes=10, head_chs=(16, 32, 64, 128), final_chs=256, dropout=0.1, input_size=(32, 32),
+    ),
+)  # fmt: skip
+
+SPACES: Mapping[str, SearchSpace] = MappingProxyType({space.name: space for space in _ALL})
 
 
 def list_spaces() -> list[str]:

@@ -26,7 +26,16 @@ from torch import nn
 from ..arch import BlockSpec
 from .transformer import LightweightTransformer
 
-__all__ = ["ConvBnAct", "KernelPath", "MixedKernelBlock", "SqueezeExcite", "make_act", "residual_groups"]
+__all__ = [
+    "ConvBnAct",
+    "KernelPath",
+    "MixedKernelBlock",
+    "SqueezeExcite",
+    "make_act",
+    "make_shortcut",
+    "make_transformer",
+    "residual_groups",
+]
 
 
 def make_act(name: str, inplace: bool = True) -> nn.Module:
@@ -41,6 +50,19 @@ def make_act(name: str, inplace: bool = True) -> nn.Module:
 def residual_groups(in_chs: int, out_chs: int) -> int:
     """Groups of the 1x1 residual conv: the largest number dividing both widths, as in the original code."""
     return math.gcd(in_chs, out_chs)
+
+
+def make_shortcut(spec: BlockSpec) -> nn.Module:
+    """The block's residual: the identity, or a grouped 1x1 conv (with the block's stride) when shapes differ."""
+    if spec.has_identity:
+        return nn.Identity()
+    groups = residual_groups(spec.in_chs, spec.out_chs)
+    return nn.Conv2d(spec.in_chs, spec.out_chs, 1, spec.stride, groups=groups, bias=False)
+
+
+def make_transformer(spec: BlockSpec) -> Optional[LightweightTransformer]:
+    """The block's lightweight transformer, or ``None`` when it has no tokens."""
+    return LightweightTransformer(spec.in_chs, spec.out_chs, spec.tokens) if spec.tokens else None
 
 
 class ConvBnAct(nn.Module):
@@ -153,15 +175,8 @@ class MixedKernelBlock(nn.Module):
             # removed, zero in a freshly built block) added per output channel.
             self.register_buffer("bias", torch.zeros(spec.out_chs))
 
-        if spec.has_identity:
-            self.shortcut: nn.Module = nn.Identity()
-        else:
-            groups = residual_groups(spec.in_chs, spec.out_chs)
-            self.shortcut = nn.Conv2d(spec.in_chs, spec.out_chs, 1, spec.stride, groups=groups, bias=False)
-
-        self.transformer: Optional[LightweightTransformer] = None
-        if spec.tokens:
-            self.transformer = LightweightTransformer(spec.in_chs, spec.out_chs, spec.tokens)
+        self.shortcut = make_shortcut(spec)
+        self.transformer = make_transformer(spec)
 
     @property
     def hidden(self) -> int:

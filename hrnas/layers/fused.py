@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from ..arch import BlockSpec
-from .block import MixedKernelBlock, make_act, residual_groups
-from .transformer import LightweightTransformer
+from .block import MixedKernelBlock, make_act, make_shortcut, make_transformer
 
 __all__ = ["FusedMixedKernelBlock", "fused_to_paths", "paths_to_fused", "to_fused"]
 
@@ -77,15 +76,8 @@ class FusedMixedKernelBlock(nn.Module):
             # removed, zero in a freshly built block) added per output channel.
             self.register_buffer("bias", torch.zeros(spec.out_chs))
 
-        if spec.has_identity:
-            self.shortcut: nn.Module = nn.Identity()
-        else:
-            groups = residual_groups(spec.in_chs, spec.out_chs)
-            self.shortcut = nn.Conv2d(spec.in_chs, spec.out_chs, 1, spec.stride, groups=groups, bias=False)
-
-        self.transformer: Optional[LightweightTransformer] = None
-        if spec.tokens:
-            self.transformer = LightweightTransformer(spec.in_chs, spec.out_chs, spec.tokens)
+        self.shortcut = make_shortcut(spec)
+        self.transformer = make_transformer(spec)
 
     @property
     def hidden(self) -> int:

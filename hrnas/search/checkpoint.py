@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from .._files import write_atomic
+
 __all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
 
 MAGIC = b"HRNAS-CHECKPOINT-1 sha256="
@@ -31,18 +33,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> None:
     torch.save(state, buf)
     payload = buf.getvalue()
     header = MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n"
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(header)
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_atomic(path, header + payload, fsync=True)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -160,10 +160,9 @@ class SearchConfig:
     def save_yaml(self, path: str | os.PathLike) -> None:
         import yaml
 
-        tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            yaml.safe_dump(self.to_dict(), f, sort_keys=False)
-        os.replace(tmp, path)
+        from .._files import write_atomic
+
+        write_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> SearchConfig:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .._files import is_temporary, write_atomic
 from ..arch import Arch
 from ..cost import count_macs, count_params
 from ..net import HRNASNet
@@ -44,16 +45,6 @@ from .units import CostModel
 __all__ = ["search"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
-# temporary files this module and SearchResult.save write before renaming them into place
-_TEMPORARY = (
-    f"{CHECKPOINT_NAME}.tmp",
-    "history.jsonl.tmp",
-    "config.yaml.tmp",
-    "arch.json.tmp",
-    ".tmp-save-",
-    ".search.tmp",
-    ".arch.tmp",
-)
 
 
 class SearchError(RuntimeError):
@@ -514,7 +505,7 @@ class _Run:
         self.history.append(row)
         self.losses, self.l1s, self.step_times, self.step_macs = [], [], [], []
         if self.rank == 0 and self.out:
-            _write_atomic(os.path.join(self.out, "history.jsonl"), "".join(json.dumps(r) + "\n" for r in self.history))
+            write_atomic(os.path.join(self.out, "history.jsonl"), "".join(json.dumps(r) + "\n" for r in self.history))
         return row
 
     # -- checkpoints --------------------------------------------------------------------------------------
@@ -559,7 +550,7 @@ class _Run:
             os.makedirs(self.out, exist_ok=True)
             # a run killed while writing leaves its temporary file behind (the checkpoint itself is whole)
             for name in os.listdir(self.out):
-                if name.startswith(_TEMPORARY):
+                if is_temporary(name):
                     path = os.path.join(self.out, name)
                     shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
             cfg.save_yaml(os.path.join(self.out, "config.yaml"))
@@ -609,13 +600,6 @@ class _Run:
         if self.rank == 0 and self.out:
             result.save(self.out)
         return result
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _rng_state() -> dict:

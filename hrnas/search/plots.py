@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
+from .._files import atomic_path
 from ..arch import Arch
 
 __all__ = ["plot_arch", "plot_history"]
@@ -27,9 +28,8 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
 
 
 def plot_history(history: list[dict], path: str | os.PathLike) -> Optional[Path]:

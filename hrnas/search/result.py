@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from .._files import write_atomic
 from ..arch import Arch
 from ..cost import count_macs, count_params
 from ..net import HRNASNet
@@ -75,7 +76,7 @@ class SearchResult:
         directory.mkdir(parents=True, exist_ok=True)
         save_pretrained(self.model, directory, model_card=self._card())
         self.arch.save(directory / "arch.json")
-        _write_atomic(directory / "history.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
+        write_atomic(directory / "history.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
         if self.config is not None:
             self.config.save_yaml(directory / "config.yaml")
         plot_history(self.history, directory / "search.png")
@@ -89,9 +90,3 @@ class SearchResult:
             f"```\n{self.summary()}\n```\n\n"
             "`config.yaml` holds every setting of the search; `hrnas search --config config.yaml` repeats it.\n"
         )
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
