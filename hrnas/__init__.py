@@ -10,15 +10,16 @@ Importing this package registers the ``hrnas_*`` models with timm::
 """
 
 from .arch import Arch, ArchError, BlockSpec, ClsHeadSpec, DenseHeadSpec, FuseEdge, StageSpec
-from .archs import released_cls_arch, retrain_form
+from .archs import released_cls_arch, retrain_form, zoo_arch, zoo_entry
+from .convert import convert_original, load_original_arch
 from .cost import Profile, count_macs, count_params, profile
 from .deploy import deploy
 from .export import export
-from .hub import WeightsError, load_pretrained, load_weights, save_pretrained
+from .hub import WeightsError, load_pretrained, load_weights, push_to_hub, save_pretrained
 from .net import HRNASNet
 from .search import SearchConfig, SearchResult, create_supernet, search
 from .spaces import SearchSpace, get_space, list_spaces
-from .zoo import UnknownModelError, create_model, list_models
+from .zoo import UnknownModelError, WeightsUnavailableError, create_model, list_models
 
 __version__ = "0.1.0"
 
@@ -37,8 +38,10 @@ __all__ = [
     "StageSpec",
     "UnknownModelError",
     "WeightsError",
+    "WeightsUnavailableError",
     "__version__",
     "count_macs",
+    "convert_original",
     "count_params",
     "create_model",
     "create_supernet",
@@ -47,11 +50,15 @@ __all__ = [
     "get_space",
     "list_models",
     "list_spaces",
+    "load_original_arch",
     "load_pretrained",
     "load_weights",
     "profile",
+    "push_to_hub",
     "released_cls_arch",
     "retrain_form",
     "save_pretrained",
     "search",
+    "zoo_arch",
+    "zoo_entry",
 ]

@@ -4,6 +4,11 @@ hrnas list [PATTERN]                       registered models
 hrnas spaces                               search-space presets
 hrnas summary MODEL|ARCH.json [--input-size H W]
 hrnas profile MODEL|ARCH.json [--input-size H W] [--convention paper|full] [--depth N]
+hrnas search [...]                         architecture search (no options: the CPU demo)
+hrnas export MODEL OUT [--format onnx|torchscript|exported_program]
+hrnas zoo-build NAME [--output-dir DIR]    re-make a zoo model from its recorded recipe
+hrnas push DIR --repo-id ORG/NAME [--dry-run OUT]
+hrnas convert WEIGHTS ARCH.json --output-dir DIR [--task cls|seg|pose]
 """
 
 from __future__ import annotations
@@ -144,6 +149,39 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_zoo_build(args: argparse.Namespace) -> int:
+    from .search.zoo_recipes import build_zoo_entry
+
+    entry = build_zoo_entry(args.name, args.output_dir, quick=args.quick, progress=not args.no_progress)
+    rec = entry["record"]
+    h, w = rec["named_configuration"]["input_size"]
+    print(
+        f"{entry['name']}: {rec['macs'] / 1e6:.1f} MMACs, {rec['params'] / 1e6:.3f} M params at {h}x{w} "
+        f"(budget {rec['budget']}); proxy {rec['proxy_metric']['name']} {rec['proxy_metric']['value']}"
+    )
+    print(f"wrote {os.path.join(args.output_dir, entry['name'] + '.json')} (copy it to hrnas/archs/zoo/ to ship it)")
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from .hub import push_to_hub
+
+    names = push_to_hub(args.directory, args.repo_id, dry_run=args.dry_run, private=args.private)
+    where = f"staged in {args.dry_run} (nothing uploaded)" if args.dry_run else f"uploaded to {args.repo_id}"
+    print(f"{', '.join(names)} {where}")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_original
+
+    out = convert_original(
+        args.weights, args.arch, args.output_dir, task=args.task, space=args.space, num_classes=args.num_classes
+    )
+    print(f"wrote {out} (load with hrnas.create_model({out!r}))")
+    return 0
+
+
 def _search_overrides(args: argparse.Namespace) -> dict:
     out = {}
     for name in (
@@ -241,6 +279,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-deploy", action="store_true", help="export the model as is (BatchNorm not folded)")
     p.set_defaults(func=_cmd_export)
     _add_search_parser(sub)
+
+    from .search.zoo_recipes import ZOO_RECIPES
+
+    p = sub.add_parser(
+        "zoo-build",
+        help="re-make a zoo model: run its recorded search (or training) and write its entry and weights",
+    )
+    p.add_argument("name", choices=sorted(ZOO_RECIPES))
+    p.add_argument("--output-dir", default="runs/zoo")
+    p.add_argument("--quick", action="store_true", help="a smoke test on a few steps (not a zoo model)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_zoo_build)
+
+    p = sub.add_parser("push", help="upload a model directory to the Hugging Face Hub")
+    p.add_argument("directory", help="a model directory (save_pretrained, SearchResult.save, zoo-build output)")
+    p.add_argument("--repo-id", required=True, help="org/name on the Hub")
+    p.add_argument("--dry-run", metavar="DIR", help="write exactly what would be uploaded into DIR instead")
+    p.add_argument("--private", action="store_true")
+    p.set_defaults(func=_cmd_push)
+
+    p = sub.add_parser("convert", help="turn a checkpoint of the original HR-NAS code into a model directory")
+    p.add_argument("weights", help="state dict (.pth/.state_dict, plain, module.-prefixed or EMA) of the original")
+    p.add_argument("arch", help="the original's architecture JSON (list of block entries)")
+    p.add_argument("--output-dir", required=True)
+    p.add_argument("--task", choices=("seg", "pose", "cls"), default="cls")
+    p.add_argument("--space", help="space preset of the supernet it was searched in (default: the task's)")
+    p.add_argument("--num-classes", type=int, help="default: read from the classifier's weights")
+    p.set_defaults(func=_cmd_convert)
     return parser
 
 

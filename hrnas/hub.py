@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,6 +28,7 @@ __all__ = [
     "is_model_dir",
     "load_pretrained",
     "load_weights",
+    "push_to_hub",
     "read_weights",
     "save_pretrained",
 ]
@@ -40,7 +42,9 @@ def is_model_dir(path: str | os.PathLike) -> bool:
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, CONFIG_NAME))
 
 
-def _model_config(model: torch.nn.Module, pretrained_cfg: Optional[dict]) -> dict[str, Any]:
+def _model_config(
+    model: torch.nn.Module, pretrained_cfg: Optional[dict], architecture: Optional[str] = None
+) -> dict[str, Any]:
     arch = model.arch
     cfg = dict(getattr(model, "pretrained_cfg", None) or {})
     cfg.update(pretrained_cfg or {})
@@ -59,12 +63,14 @@ def _model_config(model: torch.nn.Module, pretrained_cfg: Optional[dict]) -> dic
         h, w = cfg["input_size"][-2:]
         red = 4 if arch.is_dense else arch.reduction
         cfg["pool_size"] = [-(-h // red), -(-w // red)]
+    # a registered name carries its architecture; anything else travels as the full Arch
+    model_args = {"in_chans": model.in_chans} if architecture else {"arch": arch.to_dict(), "in_chans": model.in_chans}
     return {
-        "architecture": "hrnas_custom",
+        "architecture": architecture or "hrnas_custom",
         "num_classes": model.num_classes,
         "num_features": model.num_features,
         "global_pool": model.global_pool,
-        "model_args": {"arch": arch.to_dict(), "in_chans": model.in_chans},
+        "model_args": model_args,
         "pretrained_cfg": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
     }
 
@@ -75,15 +81,24 @@ def save_pretrained(
     *,
     model_card: Optional[str] = None,
     pretrained_cfg: Optional[dict] = None,
+    architecture: Optional[str] = None,
 ) -> Path:
     """Write ``config.json``, ``model.safetensors`` and ``README.md`` for ``model`` into ``directory``.
 
+    Args:
+        model: an ``HRNASNet``.
+        directory: created if missing; other files in it are left alone.
+        model_card: text of ``README.md`` (default: a short card with the architecture).
+        pretrained_cfg: timm pretrained-config fields to record (``input_size``, ``mean``, ``std``...).
+        architecture: a registered model name whose architecture ``model`` has (``'hrnas_seg_a'``); ``config.json``
+            then names it instead of carrying the full ``Arch`` under ``hrnas_custom``.
+
     Files are written to a temporary directory first and moved into place, so a failure leaves no half-written
-    file. Other files already in ``directory`` are left alone.
+    file.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config = _model_config(model, pretrained_cfg)
+    config = _model_config(model, pretrained_cfg, architecture)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with tempfile.TemporaryDirectory(dir=directory, prefix=".tmp-save-") as tmp:
         tmp = Path(tmp)
@@ -126,7 +141,7 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 f"{path} is not a readable safetensors file ({type(e).__name__}: {e}); it may be truncated or "
                 "corrupt: download or save it again"
             ) from None
-    if path.endswith((".pth", ".pt", ".bin", ".ckpt")):
+    if path.endswith((".pth", ".pt", ".bin", ".ckpt", ".state_dict")):
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
@@ -134,7 +149,7 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 f"refusing to load {path}: it is not a plain file of tensors ({type(e).__name__}: {str(e)[:200]}); "
                 "only weights are accepted, never pickled objects: convert it to safetensors where it was made"
             ) from None
-        for key in ("state_dict", "model", "ema"):  # common checkpoint wrappers
+        for key in ("state_dict", "model", "ema", "shadow"):  # common checkpoint wrappers; the original's EMA
             if isinstance(obj, dict) and isinstance(obj.get(key), dict):
                 obj = obj[key]
         if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
@@ -206,7 +221,10 @@ def load_pretrained(directory: str | os.PathLike, **kwargs: Any) -> torch.nn.Mod
             f"{os.path.join(directory, CONFIG_NAME)} names architecture {arch_name!r}, which is not registered "
             "(import the package that defines it, or upgrade hrnas)"
         )
-    reference = timm.create_model(arch_name, **config.get("model_args", {}))
+    model_args = dict(config.get("model_args", {}))
+    if "num_classes" in config:
+        model_args.setdefault("num_classes", config["num_classes"])
+    reference = timm.create_model(arch_name, **model_args)
     check_weights(reference, read_weights(weights), source=weights)
     return timm.create_model(f"local-dir:{os.path.abspath(directory)}", pretrained=True, **kwargs)
 
@@ -217,3 +235,62 @@ def copy_model_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     for name in (CONFIG_NAME, WEIGHTS_NAME, "README.md"):
         if os.path.exists(os.path.join(src, name)):
             shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Publishing
+
+_CARD_HEADER = "---\nlibrary_name: timm\nlicense: apache-2.0\ntags: [hrnas, timm]\n---\n\n"
+
+
+def push_to_hub(
+    directory: str | os.PathLike,
+    repo_id: str,
+    *,
+    dry_run: Optional[str | os.PathLike] = None,
+    private: bool = False,
+    token: Optional[str] = None,
+    commit_message: str = "Upload hrnas model",
+) -> list[str]:
+    """Upload a model directory (``config.json``, ``model.safetensors``, ``README.md``) to the Hugging Face Hub.
+
+    The directory is loaded and checked first, so a broken model is never published. The files are staged as
+    they will be uploaded (the model card gets the Hub's metadata header if it has none); with ``dry_run=DIR``
+    the staged files are written to ``DIR`` instead of uploaded, exactly as the Hub would receive them.
+
+    Returns the uploaded (or staged) file names.
+    """
+    import hashlib
+
+    directory = os.fspath(directory)
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo_id):
+        raise ValueError(f"repo_id must look like 'org/name', got {repo_id!r}")
+    load_pretrained(directory)  # raises a clear error for anything that would not load back
+    with tempfile.TemporaryDirectory(prefix="hrnas-push-") as staging:
+        names = [CONFIG_NAME, WEIGHTS_NAME, "README.md"]
+        shutil.copyfile(os.path.join(directory, CONFIG_NAME), os.path.join(staging, CONFIG_NAME))
+        shutil.copyfile(os.path.join(directory, WEIGHTS_NAME), os.path.join(staging, WEIGHTS_NAME))
+        card_path = os.path.join(directory, "README.md")
+        card = open(card_path).read() if os.path.isfile(card_path) else f"# {repo_id}\n"
+        if not card.startswith("---\n"):
+            card = _CARD_HEADER + card
+        with open(os.path.join(staging, "README.md"), "w") as f:
+            f.write(card)
+        if dry_run is not None:
+            os.makedirs(dry_run, exist_ok=True)
+            manifest = {}
+            for name in names:
+                with open(os.path.join(staging, name), "rb") as f:
+                    manifest[name] = hashlib.sha256(f.read()).hexdigest()
+                os.replace(os.path.join(staging, name), os.path.join(dry_run, name))
+            from ._files import write_atomic
+
+            plan = {"repo_id": repo_id, "private": private, "commit_message": commit_message, "sha256": manifest}
+            write_atomic(os.path.join(dry_run, "upload_plan.json"), json.dumps(plan, indent=1) + "\n")
+            return names
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(folder_path=staging, repo_id=repo_id, commit_message=commit_message)
+        return names

@@ -14,7 +14,7 @@ from importlib import resources
 from ..arch import Arch, ClsHeadSpec
 from ..spaces import get_space
 
-__all__ = ["released_cls_arch", "retrain_form"]
+__all__ = ["released_cls_arch", "retrain_form", "zoo_arch", "zoo_card", "zoo_entries", "zoo_entry"]
 
 
 def retrain_form(arch: Arch, se_ratio: float = 0.5, act: str = "swish", dropout: float | None = 0.28) -> Arch:
@@ -39,3 +39,90 @@ def released_cls_arch(form: str = "retrain") -> Arch:
     arch = get_space("cls").supernet(transformers=False).with_original_blocks(json.loads(text))
     arch = arch.replace(name="hrnas_released_cls")
     return retrain_form(arch) if form == "retrain" else arch
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Searched zoo architectures: hrnas/archs/zoo/<name>.json, written by ``hrnas zoo-build <name>``.
+
+ZOO_DIR = "zoo"
+
+
+def zoo_entries() -> list[str]:
+    """Names of the searched architectures shipped with the package."""
+    folder = resources.files(__package__).joinpath(ZOO_DIR)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+def zoo_entry(name: str) -> dict:
+    """The zoo entry of ``name``: ``{'name', 'arch', 'record'}``; ``record`` says how it was searched (command, data,
+    seed, budget, MACs and params at its named configuration)."""
+    path = resources.files(__package__).joinpath(ZOO_DIR, f"{name}.json")
+    if not path.is_file():
+        raise ValueError(f"no searched architecture named {name!r}; shipped: {', '.join(zoo_entries())}")
+    return json.loads(path.read_text())
+
+
+def zoo_arch(name: str) -> Arch:
+    """The searched architecture ``name`` in its named configuration (classes and task it was sized for)."""
+    return Arch.from_dict(zoo_entry(name)["arch"])
+
+
+def zoo_card(entry: dict, tag: str | None = None, metric: float | None = None) -> str:
+    """The model card (README.md) of a zoo model, from its entry; ``tag`` and ``metric`` describe its weights."""
+    rec = entry["record"]
+    name = entry["name"]
+    named = rec["named_configuration"]
+    h, w = named["input_size"]
+    full = f"{name}.{tag}" if tag else name
+    budget = f"the budget {rec['budget']} MACs" if rec.get("budget") else "no budget (not searched here)"
+    lines = [
+        "---",
+        "library_name: timm",
+        "license: apache-2.0",
+        "tags: [image-segmentation, hrnas, timm, neural-architecture-search]"
+        if named["task"] != "cls"
+        else "tags: [image-classification, hrnas, timm]",
+        "---",
+        "",
+        f"# {full}",
+        "",
+        f"An HR-NAS network (Ding et al., CVPR 2021) from the `hrnas` library: {rec['about']}.",
+        "",
+        "## Architecture",
+        "",
+        f"- Named configuration: {named['task']}, {named['num_classes']} outputs at {h}x{w}: "
+        f"{rec['macs'] / 1e9:.3f} GMACs (conv + linear + attention matmuls, the paper's convention), "
+        f"{rec['params'] / 1e6:.3f} M parameters; searched to {budget}.",
+        f"- Searched on: {rec['searched_on']}. The search counts cost at the named configuration, so the budget "
+        "holds for it; the data is a small proxy, not the benchmark the configuration is named after.",
+        f"- Reproduce: `{rec['command']}` (seed {rec['settings'].get('seed', 0)}; settings "
+        f"`{json.dumps(rec['settings'], sort_keys=True)}`).",
+        "",
+    ]
+    if tag:
+        what = "top-1" if named["task"] == "cls" else "mIoU"
+        reached = f"{metric:.4f}" if metric is not None else "not measured"
+        lines += [
+            "## Weights",
+            "",
+            f"- Tag `{tag}`: trained by the run above on {rec['searched_on']}; validation {what} {reached}.",
+            "- Good for: trying the library end to end, fine-tuning starting points for small grey-scale tasks, "
+            "tests. Not good for: natural images, ADE20K/COCO/ImageNet benchmarks; these are not the paper's "
+            "weights (none were ever released).",
+            "",
+            "```python",
+            "import hrnas",
+            f"model = hrnas.create_model('{full}', pretrained=True)",
+            "```",
+            "",
+        ]
+    else:
+        lines += [
+            "## Weights",
+            "",
+            "None: " + (rec.get("why_no_weights") or "this architecture ships without weights") + ".",
+            "",
+        ]
+    return "\n".join(lines)

@@ -6,7 +6,7 @@ threshold removes is the result.
 Budget mode: the cost is steered along a geometric trajectory from the supernet's cost to ``0.95 x budget``,
 reached at ``reach`` (default 60 %) of the run; the rest of the run trains the final architecture. At every
 shrink check the units whose gamma is ~0 are removed (never below ``0.9 x budget``); if the network is still
-above the trajectory, the lowest ``|gamma| / cost`` units are removed down to it, and ``rho`` grows, because the
+above the trajectory, the lowest-``|gamma|`` units are removed down to it, and ``rho`` grows, because the
 penalty was too weak to empty them by itself; when the network is ahead of the trajectory ``rho`` shrinks. So the
 run ends inside ``[0.9, 1.0] x budget`` by construction, and ``rho`` finds its own scale for the data, the
 optimizer and the run length (the paper could only reach a size by trying values of ``rho``).

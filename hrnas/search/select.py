@@ -3,9 +3,9 @@
 All units of the current network (hidden channels and tokens) are laid out in flat tensors with their gate
 (``|gamma|`` on the current weights and on the EMA weights) and cost. The paper's rule removes the units whose
 gate is at most the threshold on both; budget mode adds the trajectory and the final cut
-(:mod:`hrnas.search.budget`), ranking units by ``|gamma| / penalty`` so that the cheapest importance per unit of
-cost goes first. Costs of candidate removals are always exact (the whole ``Arch`` is re-counted), so the budget
-holds for transformers' quadratic token costs too.
+(:mod:`hrnas.search.budget`), ranking units by ``|gamma|`` (the larger of current and EMA) so that the weakest go
+first; the cost enters through the penalty that drove the gates down. Costs of candidate removals are always
+exact (the whole ``Arch`` is re-counted), so the budget holds for transformers' quadratic token costs too.
 """
 
 from __future__ import annotations
@@ -164,7 +164,10 @@ def select_units(
     if n == 0:
         return Selection(none, False, before, before)
     dead = index.gate_ema <= threshold if final else (index.gate <= threshold) & (index.gate_ema <= threshold)
-    score = torch.maximum(index.gate, index.gate_ema) / index.penalty.clamp(min=1e-12)
+    # Forced removals go by gate alone, as the paper's threshold rule does (a raised threshold): the cost is already
+    # in the gates, whose L1 pull is weighted by it. Dividing by the cost again made every cut, even one made before
+    # the gates had spread apart, take the most expensive units (the high-resolution branches) first.
+    score = torch.maximum(index.gate, index.gate_ema)
 
     if controller is None:
         after = index.cost_without(dead)
@@ -172,7 +175,7 @@ def select_units(
             return Selection(dead, False, before, after)
         return Selection(none, False, before, before)
 
-    # dead units go first, cheapest importance per cost first, but never below the floor
+    # dead units go first, weakest first, but never below the floor
     dead_idx = torch.nonzero(dead).flatten()
     dead_idx = dead_idx[score[dead_idx].argsort(stable=True)]
 

@@ -1,0 +1,193 @@
+"""The Hub path: named weights through a real (offline) Hugging Face cache, hf-hub: ids, missing weights, push."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import hrnas
+from hrnas.hub import push_to_hub
+
+NAME = "hrnas_cls_a.fmnist"
+REPO = f"hrnas/{NAME}"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _hub_cache(root, repo_id: str, source_dir) -> str:
+    """Lay ``source_dir``'s files out as huggingface_hub's cache does: blobs, a snapshot of links, refs/main."""
+    org, name = repo_id.split("/")
+    repo = root / f"models--{org}--{name}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+    snap = repo / "snapshots" / COMMIT
+    snap.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    import hashlib
+
+    for fname in os.listdir(source_dir):
+        data = open(os.path.join(source_dir, fname), "rb").read()
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        os.symlink(os.path.relpath(blob, snap), snap / fname)
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def hub_cache(tmp_path_factory):
+    """A Hub cache holding random weights for ``hrnas_cls_a.fmnist`` (10 classes), and those weights."""
+    tmp = tmp_path_factory.mktemp("hub")
+    torch.manual_seed(3)
+    model = hrnas.create_model(NAME)
+    with torch.no_grad():  # distinct BatchNorm statistics, so that a skipped buffer would show
+        for name, t in model.state_dict().items():
+            if t.is_floating_point() and "running" in name:
+                t.add_(torch.rand_like(t))
+    src = tmp / "src"
+    hrnas.save_pretrained(model, src, architecture="hrnas_cls_a", pretrained_cfg={"input_size": (3, 32, 32)})
+    return _hub_cache(tmp / "cache", REPO, src), load_file(str(src / "model.safetensors"))
+
+
+def _offline(cache: str, code: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_CACHE=cache, HF_HUB_OFFLINE="1", HF_HOME=os.path.dirname(cache))
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_named_weights_load_through_the_hub_cache_offline(hub_cache, tmp_path):
+    cache, state = hub_cache
+    proc = _offline(
+        cache,
+        f"""
+        import hrnas, timm, torch
+        from safetensors.torch import save_file
+        loaded = dict(
+            named=hrnas.create_model("{NAME}", pretrained=True),
+            timm=timm.create_model("{NAME}", pretrained=True),
+            hub=hrnas.create_model("hf-hub:{REPO}", pretrained=True),
+            five=hrnas.create_model("{NAME}", pretrained=True, num_classes=5),
+            grey=hrnas.create_model("{NAME}", pretrained=True, in_chans=1),
+        )
+        feats = timm.create_model("{NAME}", pretrained=True, features_only=True)
+        loaded["features"] = feats
+        for key, m in loaded.items():
+            save_file({{k: v.contiguous() for k, v in m.state_dict().items()}}, "{tmp_path}/" + key + ".safetensors")
+        assert loaded["named"].pretrained_cfg["hf_hub_id"] == "{REPO}"
+        assert feats.feature_info.reduction() == [2, 4, 8, 16, 32]
+        for name in ("hrnas_supernet_pose", "hrnas_cls_a"):
+            try:
+                hrnas.create_model(name, pretrained=True)
+            except hrnas.WeightsUnavailableError as e:
+                print(name + ": " + str(e))
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = {
+        k: load_file(str(tmp_path / f"{k}.safetensors")) for k in ("named", "timm", "hub", "five", "grey", "features")
+    }
+    for key in ("named", "timm", "hub"):
+        assert got[key].keys() == state.keys()
+        assert all(torch.equal(got[key][k], state[k]) for k in state), key
+    # a new head: everything but the classifier is the saved weights
+    assert got["five"]["head.fc.weight"].shape == (5, 1600)
+    assert all(torch.equal(got["five"][k], v) for k, v in state.items() if not k.startswith("head.fc"))
+    # one input channel: timm folds the stem's RGB filters into one; the rest is untouched
+    stem = "stem.0.conv.weight"
+    assert torch.allclose(got["grey"][stem], state[stem].sum(dim=1, keepdim=True))
+    assert all(torch.equal(got["grey"][k], v) for k, v in state.items() if k != stem)
+    # the feature extractor holds the saved backbone weights (the head is not part of it)
+    feats = {k.removeprefix("model."): v for k, v in got["features"].items()}
+    assert "stem.0.conv.weight" in feats and all(torch.equal(v, state[k]) for k, v in feats.items())
+    lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if ": " in line)
+    assert "no pretrained weights exist for 'hrnas_supernet_pose'" in lines["hrnas_supernet_pose"]
+    assert "'hrnas_cls_a.fmnist'" in lines["hrnas_cls_a"]  # the default configuration has no weights; the tag does
+
+
+def test_uncached_weights_without_network_name_the_repo_and_the_ways_out(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = _offline(
+        str(tmp_path / "empty"),
+        f"""
+        import hrnas
+        try:
+            hrnas.create_model("{NAME}", pretrained=True)
+        except hrnas.WeightsUnavailableError as e:
+            print(e)
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    message = proc.stdout
+    assert f"'{REPO}'" in message
+    for way in ("hf download", "pretrained_cfg_overlay", "hrnas zoo-build hrnas_cls_a"):
+        assert way in message
+
+
+def test_local_weights_file_via_overlay(hub_cache, tmp_path):
+    _, state = hub_cache
+    from safetensors.torch import save_file
+
+    path = tmp_path / "w.safetensors"
+    save_file(state, str(path))
+    m = hrnas.create_model(NAME, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    assert all(torch.equal(m.state_dict()[k], v) for k, v in state.items())
+
+
+def test_model_directory_names_registered_architecture(tmp_path):
+    model = hrnas.create_model("hrnas_cls_a", num_classes=7)
+    hrnas.save_pretrained(model, tmp_path / "d", architecture="hrnas_cls_a")
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    assert config["architecture"] == "hrnas_cls_a" and "arch" not in config["model_args"]
+    again = hrnas.create_model(str(tmp_path / "d"))
+    assert again.num_classes == 7
+    x = torch.randn(1, 3, 64, 64)
+    model.eval(), again.eval()
+    assert torch.equal(model(x), again(x))
+
+
+def test_push_dry_run_writes_exactly_the_upload(tmp_path):
+    torch.manual_seed(0)
+    model = hrnas.create_model("hrnas_supernet_tiny_cls")
+    src = tmp_path / "model"
+    hrnas.save_pretrained(model, src)
+    names = push_to_hub(src, "someone/tiny", dry_run=tmp_path / "staged")
+    staged = tmp_path / "staged"
+    assert sorted(names) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(os.listdir(staged)) == ["README.md", "config.json", "model.safetensors", "upload_plan.json"]
+    for name in ("config.json", "model.safetensors"):
+        assert (staged / name).read_bytes() == (src / name).read_bytes()
+    card = (staged / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: timm\n") and card.endswith((src / "README.md").read_text())
+    plan = json.loads((staged / "upload_plan.json").read_text())
+    import hashlib
+
+    assert plan["repo_id"] == "someone/tiny"
+    assert plan["sha256"]["model.safetensors"] == hashlib.sha256((src / "model.safetensors").read_bytes()).hexdigest()
+    # the staged directory is itself a loadable model
+    again = hrnas.create_model(str(staged))
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def test_push_refuses_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="org/name"):
+        push_to_hub(tmp_path, "no-slash", dry_run=tmp_path / "x")
+    model = hrnas.create_model("hrnas_supernet_tiny_cls")
+    hrnas.save_pretrained(model, tmp_path / "m")
+    data = (tmp_path / "m" / "model.safetensors").read_bytes()
+    (tmp_path / "m" / "model.safetensors").write_bytes(data[: len(data) // 2])  # truncated download
+    with pytest.raises(hrnas.WeightsError, match="truncated or corrupt"):
+        push_to_hub(tmp_path / "m", "me/m", dry_run=tmp_path / "staged")
+    assert not (tmp_path / "staged").exists()
+
+
+def test_push_command_dry_run(tmp_path):
+    from hrnas.cli import main
+
+    hrnas.save_pretrained(hrnas.create_model("hrnas_supernet_tiny_cls"), tmp_path / "m")
+    assert main(["push", str(tmp_path / "m"), "--repo-id", "me/m", "--dry-run", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    assert main(["push", str(tmp_path / "nothing"), "--repo-id", "me/m", "--dry-run", str(tmp_path / "o2")]) == 2

@@ -1,0 +1,85 @@
+"""The zoo: registration follows the shipped architectures, budgets hold at the named configuration, tags and cards."""
+
+import json
+
+import pytest
+import timm
+
+import hrnas
+from hrnas.archs import zoo_card, zoo_entries, zoo_entry
+from hrnas.search.budget import parse_amount
+from hrnas.search.zoo_recipes import ZOO_RECIPES
+
+SHIPPED_SEARCHED = [n for n in zoo_entries() if n in ZOO_RECIPES and ZOO_RECIPES[n].budget]
+
+
+def test_searched_names_are_registered_exactly_when_their_architecture_ships():
+    for name, recipe in ZOO_RECIPES.items():
+        if recipe.budget:
+            assert timm.is_model(name) == (name in zoo_entries()), name
+    assert timm.is_model("hrnas_cls_a")  # the released architecture is always there
+
+
+@pytest.mark.parametrize("name", SHIPPED_SEARCHED)
+def test_budget_holds_at_the_named_configuration(name):
+    recipe = ZOO_RECIPES[name]
+    entry = zoo_entry(name)
+    model = hrnas.create_model(name)
+    assert model.arch.task == recipe.task and model.num_classes == recipe.num_classes
+    macs = hrnas.count_macs(model.arch, recipe.input_size)
+    budget = parse_amount(recipe.budget)
+    assert 0.9 * budget <= macs <= budget, (name, macs, budget)
+    assert hrnas.profile(model, recipe.input_size).macs == macs == entry["record"]["macs"]
+    assert hrnas.count_params(model.arch) == entry["record"]["params"]
+
+
+def test_default_is_the_sized_configuration_and_tags_name_their_data():
+    assert hrnas.create_model("hrnas_cls_a").num_classes == 1000
+    tagged = hrnas.create_model("hrnas_cls_a.fmnist")
+    assert tagged.num_classes == 10 and tagged.pretrained_cfg["hf_hub_id"] == "hrnas/hrnas_cls_a.fmnist"
+    assert tagged.pretrained_cfg["input_size"] == (3, 32, 32)
+    assert "hrnas_cls_a.fmnist" in timm.list_pretrained("hrnas_*")
+    assert not any(n.startswith("hrnas_supernet") for n in timm.list_pretrained("hrnas_*"))
+
+
+def _fake_entry(budget="1.4G", tag="fmnist_scenes"):
+    return {
+        "name": "hrnas_seg_a",
+        "arch": {},
+        "record": {
+            "named_configuration": {"task": "seg", "num_classes": 150, "input_size": [512, 512]},
+            "budget": budget,
+            "macs": 1_330_000_000,
+            "params": 3_000_000,
+            "about": "the paper's HR-NAS-A budget",
+            "why_no_weights": "no data",
+            "searched_on": "Fashion-MNIST scenes (proxy)",
+            "settings": {"seed": 0, "steps": 10},
+            "command": "hrnas zoo-build hrnas_seg_a --output-dir runs/zoo",
+        },
+    }
+
+
+def test_model_cards_state_data_budget_command_and_limits():
+    card = zoo_card(_fake_entry(), "fmnist_scenes", 0.25)
+    assert card.startswith("---\nlibrary_name: timm\n")
+    for text in ("`hrnas zoo-build hrnas_seg_a", "Fashion-MNIST scenes", "1.4G", "mIoU 0.2500", "Not good for"):
+        assert text in card, text
+    assert "create_model('hrnas_seg_a.fmnist_scenes', pretrained=True)" in card
+    bare = zoo_card(_fake_entry(tag=None))
+    assert "None: no data." in bare and "pretrained=True" not in bare
+
+
+@pytest.mark.slow
+def test_zoo_build_quick_writes_entry_and_weights(tmp_path):
+    from hrnas.cli import main
+
+    assert main(["zoo-build", "hrnas_cls_a", "--output-dir", str(tmp_path), "--quick", "--no-progress"]) == 0
+    entry = json.loads((tmp_path / "hrnas_cls_a.json").read_text())
+    assert entry["record"]["command"].endswith("--quick")
+    weights = tmp_path / "hrnas_cls_a.fmnist"
+    config = json.loads((weights / "config.json").read_text())
+    assert config["architecture"] == "hrnas_cls_a" and config["num_classes"] == 10
+    model = hrnas.create_model(str(weights))
+    assert model.arch.blocks() == hrnas.create_model("hrnas_cls_a").arch.blocks()
+    assert "Fashion-MNIST classification" in (weights / "README.md").read_text()
