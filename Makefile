@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data test test-fast lint format demo bench clean
+.PHONY: setup data test test-fast lint format demo bench docs examples clean
 
 setup: $(VENV)/.installed data
 
@@ -39,6 +39,25 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/zoo_costs.py
+
+# The documentation site (MkDocs + Material + mkdocstrings) into site/; --strict fails on any warning, broken link
+# or unresolved API reference.
+docs: setup $(VENV)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+$(VENV)/.docs-installed: pyproject.toml
+	$(PY) -m pip install --quiet -e ".[docs]"
+	touch $@
+
+# Every script in docs/examples/ in its --quick mode (about a minute each on 2 cores).
+EXAMPLES_OUT ?= runs/examples-quick
+examples: setup
+	rm -rf $(EXAMPLES_OUT)
+	@for script in docs/examples/*.py; do \
+		name=$$(basename $$script .py); \
+		echo "== $$script --quick"; \
+		$(PY) $$script --quick --output-dir $(EXAMPLES_OUT)/$$name || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,5 +1,6 @@
 """The benchmarks' quick modes run (smoke tests: they must produce their tables; no timing is asserted)."""
 
+import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -34,3 +35,50 @@ def test_search_speedup_quarters():
     q = search_speedup.quarters(rows)
     assert q["first_rows"] == 1 and q["last_rows"] == 1
     assert q["speedup"] == 2.5 and q["macs_factor"] == 4.0 and q["required"] == 2.0
+
+
+def _import_bench(name):
+    sys.path.insert(0, str(BENCH))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.mark.parametrize("space, size", [("seg_tiny", 64), ("cls_tiny", 32)])
+def test_search_quality_baselines_hit_the_macs(space, size):
+    import hrnas
+
+    sq = _import_bench("search_quality")
+    supernet = hrnas.get_space(space).supernet()
+    target = 0.1 * hrnas.count_macs(supernet, size)
+    uniform, _ = sq.uniform_arch(supernet, target, size)
+    randoms = [sq.random_arch(supernet, target, size, seed)[0] for seed in range(3)]
+    for arch in [uniform, *randoms]:
+        assert abs(hrnas.count_macs(arch, size) / target - 1) <= sq.TOLERANCE
+        for b, full in zip(arch.blocks(), supernet.blocks()):
+            assert all(0 <= c <= f for c, f in zip(b.channels, full.channels)) and 0 <= b.tokens <= full.tokens
+    # uniform: one channel fraction everywhere (up to rounding), one token count in every transformer
+    fracs = [c / f for b, full in zip(uniform.blocks(), supernet.blocks()) for c, f in zip(b.channels, full.channels)]
+    assert max(fracs) - min(fracs) < 0.1
+    assert len({b.tokens for b, full in zip(uniform.blocks(), supernet.blocks()) if full.tokens}) == 1
+    assert len({a.to_json() for a in randoms}) == 3
+
+
+@pytest.mark.slow
+def test_search_quality_quick_mode(tmp_path):
+    script = BENCH / "search_quality.py"
+    subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], check=True, timeout=900)
+    for name in ["search_quality_quick.md", "search_quality_quick.csv", "search_quality_quick.png"]:
+        assert (tmp_path / name).stat().st_size > 0
+    table = (tmp_path / "search_quality_quick.md").read_text()
+    assert "Produced by" in table
+    methods = ["search", "search, retrained", "search, equal penalty", "search, no transformers", "uniform width"]
+    for task in ("seg", "cls"):
+        for method in [*methods, "random", "random #1", "random #2", "random #3"]:
+            runs = 3 if method == "random" else 1
+            assert f"| {task} | {method} | {runs} |" in table
+    with open(tmp_path / "search_quality_quick.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * (len(methods) + 3)
+    assert all(float(r["latency_ms"]) > 0 and r["arch"] for r in rows)

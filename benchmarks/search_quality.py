@@ -1,0 +1,780 @@
+"""Does the search find better networks than a user would by hand at the same cost? Measured on real data.
+
+Tasks: Fashion-MNIST scenes segmentation (``seg_tiny`` space, 64x64, mIoU) and Fashion-MNIST classification
+(``cls_tiny`` space, 32x32 -- the space's own resolution, close to the native 28x28 -- top-1). The budget is a
+fraction (default 10 %) of the MACs of the space's supernet with transformers, at that resolution.
+
+Methods, all trained with the same loop (``hrnas.search``: same steps, data order, augmentation, SGD with Nesterov
+momentum, cosine schedule with warm-up, EMA weights evaluated after BatchNorm re-calibration, same seeds):
+
+- ``search``: ``hrnas.search`` at the budget, cost-weighted penalty, transformer tokens searched; the weights it
+  ends with (inherited from the supernet) are evaluated.
+- ``search, retrained``: the same architecture, freshly initialised and trained for the same number of steps.
+- ``search, equal penalty``: the search with every unit penalised equally (plain network slimming).
+- ``search, no transformers``: the search in the supernet without transformers, at the same budget in MACs.
+- ``uniform width``: the supernet with the same fraction of hidden channels kept in every kernel path of every block
+  and the same fraction of tokens in every transformer (rounded to whole tokens; the channel fraction is then
+  re-solved with the tokens fixed, so the MACs match).
+- ``random #i``: random architectures of the space: an independent keep fraction drawn uniformly in [0, 1] for
+  every kernel path of every block and for every transformer, all scaled by one factor (binary search) to the MACs.
+
+Uniform and random networks are fitted to the mean MACs of the ``search`` runs of their task (within 3 %), so they
+are compared at the cost the search actually reached. Fixed architectures are trained by ``hrnas.search`` itself
+with no budget, ``rho=0`` and a negative removal threshold: nothing is penalised or removed, every other part of
+the loop is the same. Runs go to a pool of worker processes, one per core with one thread each, so that runs do not
+compete for cores. Latency (batch 1, median of repeated runs, eval form and ``hrnas.deploy`` form) is measured
+afterwards for every architecture side by side, in this process, with no training running.
+
+    python benchmarks/search_quality.py              # ~50 min on 2 idle cores; prints its plan and estimate first
+    python benchmarks/search_quality.py --plan       # measure step times, print the plan and its estimate, stop
+    python benchmarks/search_quality.py --quick      # smoke test (~1-2 minutes): tiny data, a few steps, 1 seed
+    python benchmarks/search_quality.py --tasks seg  # one task
+
+Writes benchmarks/results/search_quality.md, .csv (one row per run, with its architecture) and .png (metric against
+MACs and against latency, one marker per method); ``--quick`` writes ``search_quality_quick.*``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import multiprocessing
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+from hrnas._files import atomic_path, write_atomic
+
+RESULTS = Path(__file__).parent / "results"
+
+# Data sizes: seg counts scenes, cls counts images per class (Fashion-MNIST is balanced). The defaults are sized to
+# about 50 minutes on 2 idle cores (500 and 437 steps per run; `--plan` prints the estimate for this machine).
+TASKS = {
+    "seg": dict(space="seg_tiny", size=64, metric="mIoU", train=4000, val=1000, epochs=4.0),
+    "cls": dict(space="cls_tiny", size=32, metric="top-1", train=400, val=100, epochs=3.5),
+}
+QUICK = {
+    "seg": dict(train=160, val=32, epochs=1.0),
+    "cls": dict(train=16, val=4, epochs=1.0),
+}
+TRAIN = dict(batch_size=32, lr=0.1)  # the CPU demo's settings (hrnas.search.recipes.DEMO)
+QUICK_TRAIN = dict(batch_size=16, lr=0.1)
+CALIB_BATCHES = 10
+RUN_OVERHEAD_S = 8.0  # per run: process start, imports, data, network builds, the final evaluation's set-up
+TOLERANCE = 0.03  # baselines' MACs within this fraction of the target
+
+SEARCH = "search"
+RETRAINED = "search, retrained"
+EQUAL = "search, equal penalty"
+NO_TF = "search, no transformers"
+UNIFORM = "uniform width"
+RANDOM = "random"
+METHOD_ORDER = [SEARCH, RETRAINED, EQUAL, NO_TF, UNIFORM, RANDOM]
+MARKERS = {SEARCH: "o", RETRAINED: "s", EQUAL: "v", NO_TF: "^", UNIFORM: "D", RANDOM: "x"}
+
+
+# -- architectures at a given cost --------------------------------------------------------------------------
+
+
+def _macs(arch, size: int) -> int:
+    import hrnas
+
+    return hrnas.count_macs(arch, (size, size))
+
+
+def _bisect(make, target: float, size: int, hi: float = 1.0, iters: int = 40):
+    """The arch ``make(s)`` (MACs nondecreasing in ``s``, ``s`` in [0, hi]) whose MACs are closest to ``target``."""
+    lo = 0.0
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        if _macs(make(mid), size) > target:
+            hi = mid
+        else:
+            lo = mid
+    return min(((make(s), s) for s in (lo, hi)), key=lambda a: abs(_macs(a[0], size) - target))
+
+
+def _scaled(arch, channel_fracs, token_fracs, s: float, tokens=None):
+    """Every block's paths keep ``round(c * min(1, s * frac))`` channels; tokens likewise (or as given)."""
+    blocks = []
+    for i, b in enumerate(arch.blocks()):
+        ch = tuple(int(round(c * min(1.0, s * f))) for c, f in zip(b.channels, channel_fracs[i]))
+        tok = tokens[i] if tokens is not None else int(round(b.tokens * min(1.0, s * token_fracs[i])))
+        blocks.append(b.replace(channels=ch, tokens=tok))
+    return arch.with_blocks(blocks)
+
+
+def fit_to_macs(supernet, channel_fracs, token_fracs, target: float, size: int):
+    """Scale per-unit keep fractions by one factor to ``target`` MACs.
+
+    Tokens come in few, costly units (all of a transformer's cost scales with them), so after the first fit the token
+    counts are fixed and the channel factor alone is re-solved, which reaches the target closely.
+    """
+    smallest = min([f for fr in channel_fracs for f in fr] + [f for f in token_fracs if f > 0] + [1.0])
+    hi = 1.0 / max(smallest, 1e-6)
+    arch, s = _bisect(lambda s: _scaled(supernet, channel_fracs, token_fracs, s), target, size, hi)
+    tokens = [b.tokens for b in arch.blocks()]
+    arch, s = _bisect(lambda s: _scaled(supernet, channel_fracs, token_fracs, s, tokens), target, size, hi)
+    return arch, s
+
+
+def uniform_arch(supernet, target: float, size: int):
+    """The supernet with one keep fraction for every kernel path and every transformer, at ``target`` MACs."""
+    ones = [[1.0] * len(b.channels) for b in supernet.blocks()]
+    return fit_to_macs(supernet, ones, [1.0] * len(ones), target, size)
+
+
+def random_arch(supernet, target: float, size: int, seed: int):
+    """A random architecture of the space at ``target`` MACs (uniform random keep fraction per path and transformer)."""
+    rng = random.Random(seed)
+    channel_fracs = [[rng.random() for _ in b.channels] for b in supernet.blocks()]
+    token_fracs = [rng.random() for _ in supernet.blocks()]
+    return fit_to_macs(supernet, channel_fracs, token_fracs, target, size)
+
+
+# -- one training run (in a worker process) -----------------------------------------------------------------
+
+
+def _datasets(task: str, train: int, val: int, size: int):
+    from hrnas.data import FashionMNIST, FashionMNISTScenes
+
+    if task == "seg":
+        return (
+            FashionMNISTScenes("train", train, canvas=size, augment=True, seed=0),
+            FashionMNISTScenes("val", val, canvas=size, seed=0),
+        )
+    return (
+        FashionMNIST("train", image_size=size, limit=train, augment=True, seed=0),
+        FashionMNIST("test", image_size=size, limit=val),
+    )
+
+
+def run_job(job: dict) -> dict:
+    """Train one network (a search, or a fixed architecture) and evaluate it."""
+    import torch
+
+    import hrnas
+
+    torch.set_num_threads(job["threads"])
+    t = job["task_cfg"]
+    size = t["size"]
+    train, val = _datasets(job["task"], t["train"], t["val"], size)
+    torch.manual_seed(job["seed"])  # the initialisation
+    common = dict(
+        input_size=(size, size),
+        epochs=t["epochs"],
+        batch_size=job["train"]["batch_size"],
+        lr=job["train"]["lr"],
+        seed=job["seed"],  # data order and per-step randomness
+        calib_batches=CALIB_BATCHES,
+        eval_every=10**9,  # evaluate once, at the end
+        progress=False,
+        device="cpu",
+    )
+    start = time.perf_counter()
+    if job["kind"] == "search":
+        net = hrnas.create_supernet(job["task"], space=t["space"], transformers=job["transformers"])
+        result = hrnas.search(net, train, val, budget=job["budget"], penalty=job["penalty"], **common)
+    else:
+        arch = hrnas.Arch.from_dict(job["arch"])
+        net = hrnas.HRNASNet(arch)
+        result = hrnas.search(net, train, val, rho=0.0, threshold=-1.0, **common)
+        if result.arch != arch:
+            raise RuntimeError("the fixed-architecture run changed the architecture")
+    seconds = time.perf_counter() - start
+    arch = result.arch
+    return dict(
+        task=job["task"],
+        method=job["method"],
+        arch_id=job["arch_id"],
+        seed=job["seed"],
+        metric=result.metric,
+        macs=result.macs,
+        params=result.params,
+        hidden=sum(b.hidden for b in arch.blocks()),
+        tokens=sum(b.tokens for b in arch.blocks()),
+        steps=result.history[-1]["step"],
+        train_s=round(seconds, 1),
+        arch=arch.to_dict(),
+    )
+
+
+# -- planning -----------------------------------------------------------------------------------------------
+
+
+def settings(args) -> dict:
+    tasks = {}
+    for name in args.tasks:
+        t = {**TASKS[name], **(QUICK[name] if args.quick else {})}
+        for key in ("train", "val", "epochs"):
+            value = getattr(args, f"{key}_{name}", None)
+            if value is not None:
+                t[key] = value
+        tasks[name] = t
+    train = dict(QUICK_TRAIN if args.quick else TRAIN)
+    return dict(tasks=tasks, train=train)
+
+
+def steps_of(task_cfg: dict, train: dict) -> int:
+    n = task_cfg["train"] * (10 if task_cfg["space"].startswith("cls") else 1)
+    return max(1, int(round(task_cfg["epochs"] * (n // train["batch_size"]))))
+
+
+def measure_steps(task: str, task_cfg: dict, train: dict, budget: float, threads: int, randoms: int) -> dict:
+    """Seconds per training step of the supernets and of networks at the budget (median of 3 after a warm-up).
+
+    Returns ``{'wall': {...}, 'cpu': {...}}``: elapsed time (what the run will take at the machine's current load)
+    and this process's CPU time (what it would take on otherwise idle cores).
+    """
+    import torch
+
+    import hrnas
+    from hrnas.search.tasks import get_task
+
+    torch.set_num_threads(threads)
+    size, bs = task_cfg["size"], train["batch_size"]
+    space = hrnas.get_space(task_cfg["space"])
+    loss = get_task(task, num_classes=space.num_classes).loss
+    x = torch.randn(bs, 3, size, size).contiguous(memory_format=torch.channels_last)
+    shape = (bs, size, size) if task == "seg" else (bs,)
+    y = torch.randint(0, space.num_classes, shape)
+    ratios = {
+        "ratio": budget / _macs(space.supernet(), size),
+        "ratio_no_tf": budget / _macs(space.supernet(transformers=False), size),
+    }
+    # fixed networks at the budget: uniform and random ones differ in speed at equal MACs (transformers with few
+    # tokens cost little in MACs but many small operations), so their mean stands for them
+    fixed = [uniform_arch(space.supernet(), budget, size)[0]]
+    fixed += [random_arch(space.supernet(), budget, size, seed=1000 + i)[0] for i in range(randoms)]
+    nets = [("super", space.supernet()), ("super_no_tf", space.supernet(transformers=False))]
+    nets += [(f"fixed{i}", arch) for i, arch in enumerate(fixed)]
+    out = {"wall": dict(ratios), "cpu": dict(ratios)}
+    for name, arch in nets:
+        model = hrnas.HRNASNet(arch).train().to(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        times = []
+        for _ in range(4):
+            t0, c0 = time.perf_counter(), time.process_time()
+            value = loss(model(x), y)
+            opt.zero_grad()
+            value.backward()
+            opt.step()
+            times.append((time.perf_counter() - t0, time.process_time() - c0))
+        out["wall"][name] = statistics.median(t[0] for t in times[1:])
+        out["cpu"][name] = statistics.median(t[1] for t in times[1:])
+    for clock in out.values():
+        clock["budget"] = statistics.fmean(clock.pop(f"fixed{i}") for i in range(len(fixed)))
+    return out
+
+
+def estimate(task_cfg: dict, train: dict, steps_s: dict, seeds: int, randoms: int, reach: float = 0.6) -> dict:
+    """Seconds of each kind of run, from measured step times (step time taken as linear in MACs)."""
+    n = steps_of(task_cfg, train)
+
+    def search_step(full: float, small: float, cost_ratio: float) -> float:
+        # the cost falls geometrically to the budget over the first `reach` of the run, then stays
+        pts = [min(1.0, (i + 0.5) / 100 / reach) for i in range(100)]
+        return statistics.fmean(small + (full - small) * (cost_ratio**p - cost_ratio) / (1 - cost_ratio) for p in pts)
+
+    small = steps_s["budget"]
+    shrink_checks = 40 * 0.25  # about 40 shrink checks of ~0.25 s (re-counting the arch, rebuilding the network)
+    val_batches = task_cfg["val"] * (10 if task_cfg["space"].startswith("cls") else 1) / train["batch_size"]
+    evaluation = (val_batches + CALIB_BATCHES) * small / 3  # forward passes: about a third of a step
+    overhead = shrink_checks + evaluation + RUN_OVERHEAD_S
+    search = n * search_step(steps_s["super"], small, steps_s["ratio"]) + overhead
+    search_no_tf = n * search_step(steps_s["super_no_tf"], small, steps_s["ratio_no_tf"]) + overhead
+    fixed = n * small + evaluation + RUN_OVERHEAD_S
+    per_seed = 2 * search + search_no_tf + (2 + randoms) * fixed
+    return dict(steps=n, search=search, search_no_tf=search_no_tf, fixed=fixed, total=seeds * per_seed)
+
+
+def probe(conf: dict, budgets: dict, threads: int, randoms: int) -> dict:
+    """Step times of every task (run in a worker, while the other workers run the same: as the benchmark will)."""
+    return {
+        task: measure_steps(task, t, conf["train"], budgets[task][1], threads, randoms)
+        for task, t in conf["tasks"].items()
+    }
+
+
+def print_plan(pool, args, conf: dict, seeds: list[int], budgets: dict) -> None:
+    """The runs, their steps and (unless --quick) an estimate of the time from step times measured now."""
+    n_runs = len(conf["tasks"]) * len(seeds) * (5 + args.randoms)
+    print(f"plan: {n_runs} training runs on {args.workers} workers x {args.threads} threads", flush=True)
+    measured = {}
+    if not args.quick:
+        futures = [pool.submit(probe, conf, budgets, args.threads, args.randoms) for _ in range(args.workers)]
+        results = [f.result() for f in futures]
+        # the slowest worker's times: the workers share the cores' caches and memory bandwidth
+        measured = {
+            task: {
+                clock: {k: max(r[task][clock][k] for r in results) for k in results[0][task][clock]}
+                for clock in ("wall", "cpu")
+            }
+            for task in conf["tasks"]
+        }
+    totals = {"wall": 0.0, "cpu": 0.0}
+    for task, t in conf["tasks"].items():
+        full, budget = budgets[task]
+        line = (
+            f"  {task}: {t['space']} at {t['size']}x{t['size']}, supernet {full / 1e6:.2f} MMACs, budget "
+            f"{budget / 1e6:.2f} MMACs; train {t['train']}, val {t['val']}, {t['epochs']} epochs = "
+            f"{steps_of(t, conf['train'])} steps of batch {conf['train']['batch_size']}"
+        )
+        for clock, what in (("wall", "at the current load"), ("cpu", "on idle cores")):
+            if not measured:
+                break
+            m = measured[task][clock]
+            est = estimate(t, conf["train"], m, len(seeds), args.randoms)
+            totals[clock] += est["total"]
+            line += (
+                f"\n    {what}: step (s) supernet {m['super']:.3f}, without transformers {m['super_no_tf']:.3f}, "
+                f"at the budget {m['budget']:.3f} (uniform and random, mean); per run: search "
+                f"{est['search'] / 60:.1f} min, no-transformer search {est['search_no_tf'] / 60:.1f} min, fixed "
+                f"{est['fixed'] / 60:.1f} min"
+            )
+        print(line, flush=True)
+    if measured:
+        print(
+            f"  estimated total: {totals['wall'] / args.workers / 60:.0f} min at the current load, "
+            f"{totals['cpu'] / args.workers / 60:.0f} min on idle cores (CPU time); plus ~2 min of latency",
+            flush=True,
+        )
+
+
+# -- latency ------------------------------------------------------------------------------------------------
+
+
+def measure_latency(archs: dict, size: int, threads: int, rounds: int, reps: int) -> dict:
+    """Median batch-1 latency (ms) of every arch, eval form and deploy form, measured round-robin."""
+    import torch
+
+    import hrnas
+
+    torch.set_num_threads(threads)
+    x = torch.randn(1, 3, size, size)
+    models = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for key, arch in archs.items():
+            torch.manual_seed(0)
+            model = hrnas.HRNASNet(hrnas.Arch.from_dict(arch)).eval()
+            deployed = hrnas.deploy(model, (size, size), batch_size=1, cache_path=os.path.join(tmp, "tune.json"))
+            xd = x.contiguous(memory_format=deployed.memory_format)
+            models[key] = [(model, x), (deployed, xd)]
+    times = {key: [[], []] for key in models}
+    with torch.inference_mode():
+        for forms in models.values():  # warm-up
+            for m, xx in forms:
+                m(xx)
+        for _ in range(rounds):
+            for key, forms in models.items():
+                for i, (m, xx) in enumerate(forms):
+                    for _ in range(reps):
+                        t0 = time.perf_counter()
+                        m(xx)
+                        times[key][i].append(time.perf_counter() - t0)
+    return {key: tuple(statistics.median(t) * 1e3 for t in ts) for key, ts in times.items()}
+
+
+# -- the run ------------------------------------------------------------------------------------------------
+
+
+def plan_jobs(task: str, task_cfg: dict, train: dict, seeds: list[int], budget: int, threads: int) -> list[dict]:
+    base = dict(task=task, task_cfg=task_cfg, train=train, threads=threads, budget=budget, arch=None)
+    jobs = []
+    for seed in seeds:
+        for method, penalty, tf in [(SEARCH, "cost", True), (EQUAL, "equal", True), (NO_TF, "cost", False)]:
+            arch_id = f"{method} s{seed}"
+            jobs.append(
+                dict(base, kind="search", method=method, seed=seed, penalty=penalty, transformers=tf, arch_id=arch_id)
+            )
+    return jobs
+
+
+def baseline_jobs(task, task_cfg, train, seeds, threads, target, randoms) -> tuple[list[dict], dict]:
+    import hrnas
+
+    supernet = hrnas.get_space(task_cfg["space"]).supernet()
+    size = task_cfg["size"]
+    archs = {UNIFORM: uniform_arch(supernet, target, size)}
+    for i in range(randoms):
+        archs[f"{RANDOM} #{i + 1}"] = random_arch(supernet, target, size, seed=1000 + i)
+    info = {}
+    jobs = []
+    for arch_id, (arch, s) in archs.items():
+        macs = _macs(arch, size)
+        if abs(macs / target - 1) > TOLERANCE:
+            raise RuntimeError(f"{task} {arch_id}: {macs:,} MACs is not within {TOLERANCE:.0%} of {target:,.0f}")
+        info[arch_id] = dict(scale=s, macs=macs)
+        method = RANDOM if arch_id.startswith(RANDOM) else UNIFORM
+        for seed in seeds:
+            jobs.append(
+                dict(
+                    task=task,
+                    task_cfg=task_cfg,
+                    train=train,
+                    threads=threads,
+                    kind="fixed",
+                    method=method,
+                    arch_id=arch_id,
+                    seed=seed,
+                    arch=arch.to_dict(),
+                )
+            )
+    return jobs, info
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke test: tiny data, a few steps, 1 seed")
+    p.add_argument("--plan", action="store_true", help="measure step times, print the plan, stop")
+    p.add_argument("--tasks", default="seg,cls", help="comma-separated: seg, cls")
+    p.add_argument("--seeds", type=int, default=None, help="training seeds (default 2; --quick 1)")
+    p.add_argument("--randoms", type=int, default=3, help="random architectures per task")
+    p.add_argument("--budget-fraction", type=float, default=0.1, help="budget as a fraction of the supernet's MACs")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="parallel training processes")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per training process")
+    p.add_argument("--latency-threads", type=int, default=1, help="torch threads for the latency measurement")
+    for name in TASKS:
+        unit = "scenes" if name == "seg" else "images per class"
+        p.add_argument(f"--train-{name}", type=int, help=f"{name} training {unit} (default {TASKS[name]['train']})")
+        p.add_argument(f"--val-{name}", type=int, help=f"{name} validation {unit} (default {TASKS[name]['val']})")
+        p.add_argument(f"--epochs-{name}", type=float, help=f"{name} epochs (default {TASKS[name]['epochs']})")
+    p.add_argument("--out", default=str(RESULTS))
+    args = p.parse_args(argv)
+    args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in args.tasks if t not in TASKS]
+    if unknown or not args.tasks:
+        p.error(f"--tasks takes a comma-separated list of {list(TASKS)}, got {unknown or args.tasks}")
+    seeds = list(range(args.seeds if args.seeds is not None else (1 if args.quick else 2)))
+    conf = settings(args)
+    import hrnas
+
+    budgets = {}
+    for task, t in conf["tasks"].items():
+        full = _macs(hrnas.get_space(t["space"]).supernet(), t["size"])
+        budgets[task] = (full, int(args.budget_fraction * full))
+
+    started = time.perf_counter()
+    load = [os.getloadavg()[0]]  # other work on the machine slows the runs and disturbs the latencies
+    rows: list[dict] = []
+    fitted: dict = {}
+    pending: dict = {}
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.workers, mp_context=ctx) as pool:
+        print_plan(pool, args, conf, seeds, budgets)
+        if args.plan:
+            return
+
+        def submit(job):
+            pending[pool.submit(run_job, job)] = job
+
+        jobs = [j for task, t in conf["tasks"].items() for j in plan_jobs(task, t, conf["train"], seeds,
+                                                                        budgets[task][1], args.threads)]  # fmt: skip
+        # the budget searches first: the retrained and the baseline runs wait for them
+        for job in sorted(jobs, key=lambda j: METHOD_ORDER.index(j["method"])):
+            submit(job)
+        while pending:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in done:
+                job = pending.pop(fut)
+                row = fut.result()
+                rows.append(row)
+                print(
+                    f"[{(time.perf_counter() - started) / 60:5.1f} min] {row['task']} {row['arch_id']} seed "
+                    f"{row['seed']}: {row['metric']:.4f}, {row['macs'] / 1e6:.2f} MMACs, {row['train_s']:.0f} s",
+                    flush=True,
+                )
+                task, t = job["task"], job["task_cfg"]
+                if job["method"] == SEARCH:
+                    submit(
+                        dict(job, kind="fixed", method=RETRAINED, arch_id=f"{RETRAINED} s{job['seed']}",
+                             arch=row["arch"])
+                    )  # fmt: skip
+                    done_searches = [r for r in rows if r["task"] == task and r["method"] == SEARCH]
+                    if len(done_searches) == len(seeds):
+                        target = statistics.fmean(r["macs"] for r in done_searches)
+                        jobs, info = baseline_jobs(task, t, conf["train"], seeds, args.threads, target, args.randoms)
+                        fitted[task] = dict(target=target, archs=info)
+                        for j in jobs:
+                            submit(j)
+    train_min = (time.perf_counter() - started) / 60
+
+    # latency of every distinct architecture, side by side, nothing else running
+    lat_start = time.perf_counter()
+    rounds, reps = (2, 2) if args.quick else (5, 10)
+    for task, t in conf["tasks"].items():
+        archs = {}
+        for r in rows:
+            if r["task"] == task:
+                archs.setdefault(json.dumps(r["arch"], sort_keys=True), r["arch"])
+        lat = measure_latency(archs, t["size"], args.latency_threads, rounds, reps)
+        for r in rows:
+            if r["task"] == task:
+                r["latency_ms"], r["latency_deploy_ms"] = lat[json.dumps(r["arch"], sort_keys=True)]
+    lat_min = (time.perf_counter() - lat_start) / 60
+    load.append(os.getloadavg()[0])
+    meta = dict(
+        command=" ".join(["python benchmarks/search_quality.py", *(sys.argv[1:] if argv is None else argv)]),
+        seeds=seeds,
+        budgets=budgets,
+        fitted=fitted,
+        conf=conf,
+        args=vars(args),
+        train_min=train_min,
+        lat_min=lat_min,
+        load=load,
+        rounds=rounds,
+        reps=reps,
+    )
+    write(rows, meta, Path(args.out), "_quick" if args.quick else "")
+    print(f"done: training {train_min:.1f} min, latency {lat_min:.1f} min", flush=True)
+
+
+# -- the report ---------------------------------------------------------------------------------------------
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """One row per (task, method, and for random each architecture as well as all of them together)."""
+    out = []
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["task"], r["method"]), []).append(r)
+        if r["method"] == RANDOM:
+            groups.setdefault((r["task"], r["arch_id"]), []).append(r)
+    for (task, label), rs in groups.items():
+        metric = [r["metric"] for r in rs]
+        m, sd = _stats(metric)
+        out.append(
+            dict(
+                task=task,
+                method=label,
+                runs=len(rs),
+                archs=len({json.dumps(r["arch"], sort_keys=True) for r in rs}),
+                metric=m,
+                metric_sd=sd,
+                metric_min=min(metric),
+                metric_max=max(metric),
+                macs=statistics.fmean(r["macs"] for r in rs),
+                params=statistics.fmean(r["params"] for r in rs),
+                tokens=statistics.fmean(r["tokens"] for r in rs),
+                latency_ms=statistics.median(r["latency_ms"] for r in rs),
+                latency_deploy_ms=statistics.median(r["latency_deploy_ms"] for r in rs),
+                train_s=statistics.fmean(r["train_s"] for r in rs),
+            )
+        )
+
+    def order(s):
+        base = s["method"].split(" #")[0]
+        return (s["task"], METHOD_ORDER.index(base), s["method"])
+
+    return sorted(out, key=order)
+
+
+def comparisons(summary: list[dict], rows: list[dict]) -> list[str]:
+    """Differences of means, set against the seed spread (largest standard deviation of the two)."""
+    lines = []
+    pairs = [
+        (SEARCH, UNIFORM),
+        (SEARCH, RANDOM),
+        (RETRAINED, UNIFORM),
+        (RETRAINED, RANDOM),
+        (SEARCH, RETRAINED),
+        (SEARCH, EQUAL),
+        (SEARCH, NO_TF),
+    ]
+    by = {(s["task"], s["method"]): s for s in summary}
+    for task in dict.fromkeys(s["task"] for s in summary):
+        for a, b in pairs:
+            if (task, a) not in by or (task, b) not in by:
+                continue
+            sa, sb = by[(task, a)], by[(task, b)]
+            diff = sa["metric"] - sb["metric"]
+            # random's spread mixes architectures and seeds; the seed spread is what one arch varies by
+            if b == RANDOM:
+                per_arch = [
+                    s["metric_sd"] for s in summary if s["task"] == task and s["method"].startswith(RANDOM + " #")
+                ]
+                spread = max([sa["metric_sd"], *per_arch])
+            else:
+                spread = max(sa["metric_sd"], sb["metric_sd"])
+            verdict = "n/a (1 seed)" if spread == 0 else ("yes" if abs(diff) > spread else "no")
+            if b == RANDOM:
+                means = [s["metric"] for s in summary if s["task"] == task and s["method"].startswith(RANDOM + " #")]
+                verdict += f"; above {sum(sa['metric'] > m for m in means)} of {len(means)} random archs"
+            lines.append(
+                f"| {task} | {a} | {b} | {100 * diff:+.2f} | {100 * spread:.2f} | {verdict} | "
+                f"{sa['macs'] / sb['macs']:.3f} |"
+            )
+    return lines
+
+
+def write(rows: list[dict], meta: dict, out: Path, suffix: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    fields = ["task", "method", "arch_id", "seed", "metric", "macs", "params", "hidden", "tokens", "latency_ms",
+              "latency_deploy_ms", "steps", "train_s"]  # fmt: skip
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields + ["arch"])
+    w.writeheader()
+    for r in sorted(rows, key=lambda r: (r["task"], r["method"], r["arch_id"], r["seed"])):
+        w.writerow({**{k: r[k] for k in fields}, "arch": json.dumps(r["arch"], separators=(",", ":"))})
+    write_atomic(out / f"search_quality{suffix}.csv", buf.getvalue())
+
+    summary = summarise(rows)
+    conf = meta["conf"]
+    import torch
+
+    import hrnas
+
+    d = hrnas.SearchConfig()
+
+    lines = [
+        "# Search quality: hrnas.search against uniform scaling and random architectures at equal MACs",
+        "",
+        f"Produced by `{meta['command']}` in {meta['train_min']:.1f} min of training and {meta['lat_min']:.1f} min of "
+        f"latency measurement ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
+        f"{torch.__version__}; {meta['args']['workers']} training processes x {meta['args']['threads']} threads; "
+        f"1-minute load average {meta['load'][0]:.1f} at the start, {meta['load'][1]:.1f} at the end).",
+        "",
+        "## Settings",
+        "",
+        f"Seeds {meta['seeds']} (initialisation, data order, per-step randomness; the data and its augmentation are "
+        f"the same for every run). Every run: SGD (momentum {d.momentum}, Nesterov), peak lr {conf['train']['lr']}, "
+        f"cosine schedule with warm-up, batch {conf['train']['batch_size']}, weight decay {d.weight_decay}, gradient "
+        f"clip {d.grad_clip}, EMA (decay {d.ema_decay} at batch 4096) evaluated after BatchNorm re-calibration on "
+        f"{CALIB_BATCHES} batches, channels_last; searches: proximal L1, budget mode (the cost reaches the budget at "
+        f"{d.reach:.0%} of the run).",
+        "",
+        "| task | space | input | data (train / val) | epochs | steps | supernet MMACs | budget MMACs | "
+        "baseline target MMACs |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task, t in conf["tasks"].items():
+        full, budget = meta["budgets"][task]
+        target = meta["fitted"].get(task, {}).get("target", float("nan"))
+        data = (
+            f"{t['train']} / {t['val']} scenes"
+            if task == "seg"
+            else f"{10 * t['train']} / {10 * t['val']} images (balanced)"
+        )
+        lines.append(
+            f"| {task} | {t['space']} | {t['size']}x{t['size']} | {data} | {t['epochs']} | "
+            f"{steps_of(t, conf['train'])} | {full / 1e6:.2f} | {budget / 1e6:.2f} | {target / 1e6:.2f} |"
+        )
+    metric_names = {task: TASKS[task]["metric"] for task in conf["tasks"]}
+    lines += [
+        "",
+        "Methods: `search` = hrnas.search at the budget (cost-weighted penalty, tokens searched), its own inherited "
+        "weights; `search, retrained` = that architecture from a fresh initialisation; `search, equal penalty` = "
+        "every unit penalised alike (network slimming); `search, no transformers` = the search in the supernet "
+        "without transformers at the same budget; `uniform width` = one keep fraction for every kernel path of "
+        "every block and every transformer's tokens (tokens rounded, then the channel fraction re-solved so the "
+        "MACs match); `random #i` = independent uniform keep fractions per path and per transformer, scaled "
+        f"together to the MACs. Uniform and random networks are fitted to the mean MACs of the `search` runs "
+        f"(within {TOLERANCE:.0%}) and trained by the same loop with nothing penalised or removed.",
+        "",
+        "## Results",
+        "",
+        f"Metric: {', '.join(f'{k} {v}' for k, v in metric_names.items())} on the validation set, in %; mean ± "
+        "standard deviation over runs [min, max]. Latency: batch 1, median of "
+        f"{meta['rounds']} x {meta['reps']} runs per network, all networks of a task measured round-robin in one "
+        f"process with {meta['args']['latency_threads']} thread(s); `eval` = the network in eval mode, `deploy` = "
+        "`hrnas.deploy` (BatchNorm folded, tuned kernel-path form and layout). `tokens` = tokens over all "
+        "transformers.",
+        "",
+        "| task | method | runs | archs | metric (%) | MMACs | params (M) | tokens | latency eval (ms) | "
+        "latency deploy (ms) | train (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summary:
+        lines.append(
+            f"| {s['task']} | {s['method']} | {s['runs']} | {s['archs']} | {100 * s['metric']:.2f} ± "
+            f"{100 * s['metric_sd']:.2f} [{100 * s['metric_min']:.2f}, {100 * s['metric_max']:.2f}] | "
+            f"{s['macs'] / 1e6:.2f} | {s['params'] / 1e6:.3f} | {s['tokens']:.0f} | {s['latency_ms']:.2f} | "
+            f"{s['latency_deploy_ms']:.2f} | {s['train_s']:.0f} |"
+        )
+    lines += [
+        "",
+        "## Differences",
+        "",
+        "Difference of the mean metric (percentage points, first minus second) against the seed spread (the larger "
+        "standard deviation of the two; for random, the largest per-architecture one), and the MACs ratio.",
+        "",
+        "| task | method | against | difference (pts) | seed spread (pts) | larger than spread | MACs ratio |",
+        "|---|---|---|---|---|---|---|",
+        *comparisons(summary, rows),
+        "",
+        f"Per-run numbers and every architecture: `search_quality{suffix}.csv`. Plot: `search_quality{suffix}.png`.",
+        "",
+    ]
+    write_atomic(out / f"search_quality{suffix}.md", "\n".join(lines))
+    plot(rows, summary, conf, out / f"search_quality{suffix}.png")
+
+
+def plot(rows: list[dict], summary: list[dict], conf: dict, path: Path) -> None:
+    """Metric against MACs (top row) and against deploy-form latency (bottom row), one marker per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(conf["tasks"])
+    fig, axes = plt.subplots(2, len(tasks), figsize=(6.5 * len(tasks), 9), squeeze=False)
+    colors = {m: f"C{i}" for i, m in enumerate(METHOD_ORDER)}
+    for col, task in enumerate(tasks):
+        t = conf["tasks"][task]
+        for row, (key, scale, xlabel) in enumerate(
+            [("macs", 1e-6, f"MMACs at {t['size']}x{t['size']}"), ("latency_deploy_ms", 1.0, "deploy latency (ms)")]
+        ):
+            ax = axes[row][col]
+            for method in METHOD_ORDER:
+                rs = [r for r in rows if r["task"] == task and r["method"] == method]
+                if not rs:
+                    continue
+                ax.scatter(
+                    [r[key] * scale for r in rs],
+                    [100 * r["metric"] for r in rs],
+                    marker=MARKERS[method],
+                    color=colors[method],
+                    alpha=0.35,
+                    s=22,
+                )
+                labels = [method] if method != RANDOM else sorted({r["arch_id"] for r in rs})
+                for i, label in enumerate(labels):
+                    s = next(x for x in summary if x["task"] == task and x["method"] == label)
+                    ax.errorbar(
+                        s[key] * scale,
+                        100 * s["metric"],
+                        yerr=100 * s["metric_sd"],
+                        marker=MARKERS[method],
+                        color=colors[method],
+                        markersize=8,
+                        capsize=3,
+                        linestyle="none",
+                        label=method if i == 0 else None,
+                    )
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(f"{TASKS[task]['metric']} (%)")
+            ax.set_title(f"{task}: {t['space']}, {t['size']}x{t['size']} (mean ± sd; faint: single runs)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
