@@ -81,9 +81,9 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_checkpoint(tmp_pa
     proc = subprocess.Popen([sys.executable, "-c", code, str(target)], env=env, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     deadline = time.time() + 60
-    while not list(tmp_path.glob("checkpoint.pt.tmp*")) and time.time() < deadline:
+    while not list(tmp_path.glob(".checkpoint.tmp*")) and time.time() < deadline:
         time.sleep(0.01)
-    assert list(tmp_path.glob("checkpoint.pt.tmp*")), "the writer never started"
+    assert list(tmp_path.glob(".checkpoint.tmp*")), "the writer never started"
     proc.send_signal(signal.SIGKILL)  # mid-write: the temporary file is there, being written
     proc.wait()
     state = load_checkpoint(target)  # the previous checkpoint, whole (or the big one, if it had just finished)
@@ -94,10 +94,10 @@ def test_a_torn_temporary_file_is_ignored_and_cleaned(tmp_path):
     from hrnas.search.checkpoint import save_checkpoint
 
     save_checkpoint({"step": 5}, tmp_path / "checkpoint.pt")
-    (tmp_path / "checkpoint.pt.tmp999").write_bytes(b"HRNAS-CHECKPOINT-1 sha256=0\nhalf a payl")
+    (tmp_path / ".checkpoint.tmp999.pt").write_bytes(b"HRNAS-CHECKPOINT-1 sha256=0\nhalf a payl")
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 5
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
-        load_checkpoint(tmp_path / "checkpoint.pt.tmp999")
+        load_checkpoint(tmp_path / ".checkpoint.tmp999.pt")
 
 
 # ----------------------------------------------------------------------------------------------------------
