@@ -79,13 +79,15 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_checkpoint(tmp_pa
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     proc = subprocess.Popen([sys.executable, "-c", code, str(target)], env=env, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    deadline = time.time() + 60
-    while not list(tmp_path.glob(".checkpoint.tmp*")) and time.time() < deadline:
-        time.sleep(0.01)
-    assert list(tmp_path.glob(".checkpoint.tmp*")), "the writer never started"
-    proc.send_signal(signal.SIGKILL)  # mid-write: the temporary file is there, being written
-    proc.wait()
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        deadline = time.time() + 60
+        while not list(tmp_path.glob(".checkpoint.tmp*")) and time.time() < deadline:
+            time.sleep(0.01)
+        assert list(tmp_path.glob(".checkpoint.tmp*")), "the writer never started"
+    finally:
+        proc.send_signal(signal.SIGKILL)  # mid-write: the temporary file is there, being written (never left running)
+        proc.wait()
     state = load_checkpoint(target)  # the previous checkpoint, whole (or the big one, if it had just finished)
     assert state["step"] in (1, 2)
 
