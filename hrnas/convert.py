@@ -129,6 +129,12 @@ def original_key_map(arch: Arch, retrain: bool = False) -> dict[str, tuple[str, 
     """
     from .net import HRNASNet
 
+    with torch.device("meta"):
+        keys = list(HRNASNet(arch).state_dict())
+    return _key_map(arch, keys, retrain)
+
+
+def _key_map(arch: Arch, keys: list[str], retrain: bool) -> dict[str, tuple[str, Optional[tuple[str, int, int]]]]:
     prefixes = _block_prefixes(arch)
     specs = dict(arch.named_blocks())
     head = f"features.{2 * len(arch.stages)}"
@@ -142,8 +148,6 @@ def original_key_map(arch: Arch, retrain: bool = False) -> dict[str, tuple[str, 
         )
     )
     out: dict[str, tuple[str, Optional[tuple[str, int, int]]]] = {}
-    with torch.device("meta"):
-        keys = list(HRNASNet(arch).state_dict())
     for key in keys:
         for pattern, target in fixed:
             m = re.fullmatch(pattern, key)
@@ -194,9 +198,9 @@ def convert_original_state_dict(
     orig = _unwrap(state)
     if retrain is None:
         retrain = any(".expand_conv." in k for k in orig)
-    mapping = original_key_map(arch, retrain)
     with torch.device("meta"):
         reference = HRNASNet(arch).state_dict()
+    mapping = _key_map(arch, list(reference), retrain)
     out: dict[str, torch.Tensor] = {}
     used: set[str] = set()
     for key, ref in reference.items():

@@ -20,6 +20,8 @@ import torch
 from safetensors.torch import save_file
 from timm.models import PretrainedCfg
 
+from ._files import write_atomic
+
 __all__ = [
     "CONFIG_NAME",
     "WEIGHTS_NAME",
@@ -271,7 +273,7 @@ def push_to_hub(
         shutil.copyfile(os.path.join(directory, CONFIG_NAME), os.path.join(staging, CONFIG_NAME))
         shutil.copyfile(os.path.join(directory, WEIGHTS_NAME), os.path.join(staging, WEIGHTS_NAME))
         card_path = os.path.join(directory, "README.md")
-        card = open(card_path).read() if os.path.isfile(card_path) else f"# {repo_id}\n"
+        card = Path(card_path).read_text() if os.path.isfile(card_path) else f"# {repo_id}\n"
         if not card.startswith("---\n"):
             card = _CARD_HEADER + card
         with open(os.path.join(staging, "README.md"), "w") as f:
@@ -283,8 +285,6 @@ def push_to_hub(
                 with open(os.path.join(staging, name), "rb") as f:
                     manifest[name] = hashlib.sha256(f.read()).hexdigest()
                 os.replace(os.path.join(staging, name), os.path.join(dry_run, name))
-            from ._files import write_atomic
-
             plan = {"repo_id": repo_id, "private": private, "commit_message": commit_message, "sha256": manifest}
             write_atomic(os.path.join(dry_run, "upload_plan.json"), json.dumps(plan, indent=1) + "\n")
             return names

@@ -82,7 +82,6 @@ def _fmnist_cfg(hub_name: str) -> dict[str, Any]:
         crop_pct=1.0,
         mean=_FMNIST_MEAN,
         std=_FMNIST_STD,
-        license="apache-2.0",
         description="trained on Fashion-MNIST (10 classes, 32x32)",
     )
 
@@ -254,12 +253,9 @@ class WeightsUnavailableError(FileNotFoundError):
     """``pretrained=True`` for weights that do not exist, are not cached, or cannot be downloaded."""
 
 
-def _weight_source(cfg: Any, overlay: dict[str, Any]) -> Optional[str]:
-    for key in ("state_dict", "file", "url", "hf_hub_id"):
-        value = overlay.get(key) if key in overlay else getattr(cfg, key, None)
-        if value:
-            return key
-    return None
+def _has_weights(cfg: Any, overlay: dict[str, Any]) -> bool:
+    sources = ("state_dict", "file", "url", "hf_hub_id")
+    return any(overlay.get(key) if key in overlay else getattr(cfg, key, None) for key in sources)
 
 
 def _check_weights_exist(name: str, kwargs: dict[str, Any]) -> Optional[str]:
@@ -268,8 +264,10 @@ def _check_weights_exist(name: str, kwargs: dict[str, Any]) -> Optional[str]:
 
     cfg = get_pretrained_cfg(name, allow_unregistered=True)
     overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
-    if cfg is None or _weight_source(cfg, overlay):
-        return getattr(cfg, "hf_hub_id", None) if cfg is not None and not overlay else None
+    if cfg is None:
+        return None
+    if _has_weights(cfg, overlay):
+        return None if overlay else cfg.hf_hub_id
     arch_name = name.split(".", 1)[0]
     tags = [t for t in timm.list_pretrained(f"{arch_name}.*") if t != name]
     if tags:

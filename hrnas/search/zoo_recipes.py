@@ -207,8 +207,8 @@ def build_zoo_entry(
     write_atomic(out / f"{name}.json", json.dumps(entry, indent=1) + "\n")
     if recipe.tag:
         from ..archs import zoo_card
+        from ..data.fashion_mnist import MEAN, STD  # both proxies are Fashion-MNIST, grey replicated to RGB
 
-        mean, std = _data_stats(data)
         weights_dir = out / f"{name}.{recipe.tag}"
         save_pretrained(
             result.model,
@@ -216,19 +216,13 @@ def build_zoo_entry(
             model_card=zoo_card(entry, recipe.tag, result.metric),
             pretrained_cfg={
                 "input_size": (3, data.image_size, data.image_size),
-                "mean": mean,
-                "std": std,
+                "mean": (MEAN,) * 3,
+                "std": (STD,) * 3,
                 "crop_pct": 1.0,
             },
             architecture=name,
         )
     return entry
-
-
-def _data_stats(data: DataSpec) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    from ..data.fashion_mnist import MEAN, STD
-
-    return (MEAN,) * 3, (STD,) * 3
 
 
 def _describe_data(data: DataSpec, recipe: ZooRecipe) -> str:
