@@ -45,7 +45,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
     args = p.parse_args()
     if args.quick:
-        args.per_class, args.val_per_class, args.epochs, args.batch_size = 32, 10, 1, 32
+        args.per_class, args.val_per_class, args.epochs, args.batch_size = 64, 20, 1, 32
     return args
 
 
@@ -62,15 +62,24 @@ def main() -> None:
 
     # timm.create_model works too once hrnas is imported; hrnas.create_model also accepts model directories.
     model = timm.create_model(args.model, pretrained=args.pretrained, num_classes=NUM_CLASSES, in_chans=1)
+    # hrnas networks keep the paper's BatchNorm momentum (0.01), made for runs of hundreds of epochs; in a short
+    # fine-tuning run the running statistics would lag far behind the weights, so use PyTorch's default
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = 0.1
     macs = hrnas.count_macs(model.arch, (size, size), in_chans=1)
     print(f"{args.model}: {hrnas.count_params(model.arch, 1) / 1e6:.3f} M params, {macs / 1e6:.2f} MMACs per image")
+    print("starting from", "its pretrained weights" if args.pretrained else "random initialisation")
 
     # timm's optimizer factory reads the model's no_weight_decay() and group_matcher() (for layer decay)
     optimizer = create_optimizer_v2(
         model, "adamw", lr=args.lr, weight_decay=0.05, layer_decay=args.layer_decay if args.layer_decay < 1 else None
     )
     steps = args.epochs * len(train_loader)
-    schedule = CosineLRScheduler(optimizer, t_initial=steps, warmup_t=max(1, steps // 10), warmup_lr_init=1e-5)
+    # t_in_epochs=False: the schedule counts optimizer steps (step_update), not epochs
+    schedule = CosineLRScheduler(
+        optimizer, t_initial=steps, warmup_t=max(1, steps // 10), warmup_lr_init=1e-5, t_in_epochs=False
+    )
 
     step = 0
     for epoch in range(args.epochs):

@@ -38,13 +38,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--val-size", type=int, default=500, help="validation scenes")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--output-dir", default="runs/finetune_segmentation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
     args = p.parse_args()
     if args.quick:
-        args.train_size, args.val_size, args.epochs, args.batch_size = 160, 48, 1, 16
+        args.train_size, args.val_size, args.epochs, args.batch_size = 640, 96, 1, 16
     return args
 
 
@@ -60,8 +60,14 @@ def main() -> None:
 
     # num_classes replaces the classifier (timm keeps the pretrained backbone and drops a head of another size).
     model = hrnas.create_model(args.model, pretrained=args.pretrained, num_classes=NUM_CLASSES)
+    # hrnas networks keep the paper's BatchNorm momentum (0.01), made for runs of hundreds of epochs; in a short
+    # fine-tuning run the running statistics would lag far behind the weights, so use PyTorch's default
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = 0.1
     macs = hrnas.count_macs(model.arch, (args.image_size, args.image_size))
     print(f"{args.model}: {hrnas.count_params(model.arch) / 1e6:.3f} M params, {macs / 1e6:.1f} MMACs per image")
+    print("starting from", "its pretrained weights" if args.pretrained else "random initialisation")
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps = args.epochs * len(train_loader)

@@ -53,7 +53,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks that everything runs")
     args = p.parse_args()
     if args.quick:
-        args.train_size, args.val_size, args.epochs, args.batch_size = 96, 32, 2, 16
+        args.train_size, args.val_size, args.epochs, args.batch_size = 256, 64, 2, 16
     return args
 
 
@@ -112,7 +112,7 @@ def main() -> None:
         resume=str(out) if args.resume else None,
     )
     if args.quick:
-        settings.update(eval_every=6, calib_batches=2, progress=False)
+        settings.update(eval_every=8, calib_batches=2, progress=False)
     result = hrnas.search(supernet, train, val, **settings)  # under torchrun: every rank gets the same result
     if rank != 0:
         return
