@@ -344,7 +344,8 @@ def print_plan(pool, args, conf: dict, seeds: list[int], budgets: dict) -> None:
     if measured:
         print(
             f"  estimated total: {totals['wall'] / args.workers / 60:.0f} min at the current load, "
-            f"{totals['cpu'] / args.workers / 60:.0f} min on idle cores (CPU time); plus ~2 min of latency",
+            f"{totals['cpu'] / args.workers / 60:.0f} min on idle cores (CPU time); "
+            "plus 2-5 min of latency measurement (deploy tuning included)",
             flush=True,
         )
 
@@ -509,7 +510,8 @@ def main(argv=None) -> None:
 
     # latency of every distinct architecture, side by side, nothing else running
     lat_start = time.perf_counter()
-    rounds, reps = (2, 2) if args.quick else (5, 10)
+    # one run per network per round, many rounds: load that comes and goes hits every network alike
+    rounds, reps = (5, 1) if args.quick else (50, 1)
     for task, t in conf["tasks"].items():
         archs = {}
         for r in rows:
