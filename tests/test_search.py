@@ -16,6 +16,7 @@ import torch
 import hrnas
 from hrnas.data import DataNotFoundError, FashionMNIST, FashionMNISTScenes
 from hrnas.search import SearchConfig, SearchError
+from hrnas.search.budget import BudgetController
 from hrnas.search.checkpoint import load_checkpoint
 
 SCRIPT = Path(__file__).parent / "scripts" / "tiny_search.py"
@@ -74,6 +75,31 @@ def test_budget_is_counted_on_the_named_configuration(scenes):
     shipped = hrnas.count_macs(res.arch.with_num_classes(150), (64, 96))
     assert 0.9 * budget <= shipped <= budget
     assert res.model.num_classes == 11
+
+
+def test_budget_controller_holds_then_follows_the_trajectory():
+    c = BudgetController(budget=100, start=1000, total_steps=100, rho=1.0, reach=0.6, hold=0.2)
+    # the hold: no trajectory to force cuts, rho ramping up from 0 and not steered
+    assert c.target(0) == c.target(19) == c.target(20) == 1000
+    assert (c.rho_at(0), c.rho_at(10), c.rho_at(20)) == (0.0, pytest.approx(0.5), 1.0)
+    c.update(10, 1000, 500, forced=False)
+    c.update(15, 1000, 1000, forced=True)
+    assert c.rho == 1.0
+    # then geometric from the supernet's cost to 0.95 x budget, reached at 60 % of the run
+    assert c.target(40) == pytest.approx(1000 * (95 / 1000) ** 0.5)
+    assert c.target(60) == pytest.approx(95) and c.target(100) == pytest.approx(95)
+    c.update(30, 1000, 900, forced=True)
+    assert c.rho == pytest.approx(1.5)
+    # ahead of the trajectory: kept while shrinking at its pace, raised when slower, lowered once arrived
+    pace = c.target(40) / c.target(30)
+    c.update(40, 500, 500 * pace, forced=False)
+    assert c.rho == pytest.approx(1.5)
+    c.update(50, 400, 399, forced=False)
+    assert c.rho == pytest.approx(2.25)
+    c.update(60, 100, 94, forced=False)
+    assert c.rho == pytest.approx(2.25 / 1.25)
+    with pytest.raises(ValueError, match="need 0 <= hold < reach <= 1"):
+        SearchConfig(hold=0.6, reach=0.6)
 
 
 def test_params_budget(scenes):

@@ -44,7 +44,8 @@ class SearchConfig:
 
     Search:
         rho: paper mode's rho_max (default per task: cls 1.8e-4, seg 1.4e-4, pose 1e-6); budget mode's starting
-            rho (default: scaled to the run so gates can move by about 0.1 before the trajectory ends).
+            rho, reached at the end of the hold (default: scaled to the run so that the penalty alone could move a
+            gate of penalty 1 by about 1 before the budget is reached).
         rho_warmup_epochs: paper mode's linear ramp of rho (25 epochs in the paper; at most half the run).
         penalty: ``'cost'`` (the paper: units penalised by their cost) or ``'equal'`` (plain network slimming).
         l1: ``'proximal'`` (soft-thresholding after each step, which reaches exact zeros) or ``'subgradient'``
@@ -54,6 +55,8 @@ class SearchConfig:
             supernet, whichever is smaller).
         shrink_every: steps between shrink checks (default: the run split into about 40 checks).
         reach: budget mode: fraction of the run at which the cost reaches the budget.
+        hold: budget mode: fraction of the run during which only the penalty acts (ramping up) and only units it has
+            emptied are removed, before the trajectory to the budget starts (must be below ``reach``; default 0).
 
     Evaluation and bookkeeping:
         ema_decay: EMA decay at batch 4096 (adjusted to the batch size as in the paper); 0 disables the EMA.
@@ -98,6 +101,7 @@ class SearchConfig:
     min_shrink: Optional[float] = None
     shrink_every: Optional[int] = None
     reach: float = 0.6
+    hold: float = 0.0
 
     ema_decay: float = 0.9999
     calib_batches: int = 10
@@ -136,6 +140,10 @@ class SearchConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.steps is None and not self.epochs > 0:
             raise ValueError(f"epochs must be > 0, got {self.epochs}")
+        if not 0.0 <= self.hold < self.reach <= 1.0:
+            raise ValueError(
+                f"need 0 <= hold < reach <= 1 (fractions of the run), got hold={self.hold}, reach={self.reach}"
+            )
         if self.input_size is not None:
             self.input_size = _pair(self.input_size)
         self.betas = tuple(self.betas)

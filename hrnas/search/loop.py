@@ -192,15 +192,18 @@ class _Run:
             self._check_budget(self.budget)
             peak_lr = cfg.lr
             # rho's natural scale: the strength at which the proximal step moves a gate of penalty 1 by 1 over the
-            # shrinking phase; start at a tenth of it and let the controller search within [1e-3, 10] x scale
+            # run's first `reach`; the hold ramps up to it and the controller then searches within [1e-3, 10] x scale.
+            # (Starting at a tenth of it, the controller spent a third of the run raising rho while rank cuts of
+            # still-equal gates did the shrinking.)
             scale = 1.0 / (peak_lr * max(1.0, cfg.reach * self.total_steps))
-            rho0 = cfg.rho if cfg.rho is not None else 0.1 * scale
+            rho0 = cfg.rho if cfg.rho is not None else scale
             self.controller = BudgetController(
                 self.budget,
                 self.start_cost,
                 self.total_steps,
                 rho0,
                 reach=cfg.reach,
+                hold=cfg.hold,
                 rho_min=1e-3 * scale,
                 rho_max=10 * scale,
             )
@@ -308,7 +311,7 @@ class _Run:
 
     def rho(self) -> float:
         if self.controller is not None:
-            return self.controller.rho
+            return self.controller.rho_at(self.step)
         assert self.ramp is not None
         return self.ramp.rho(self.step)
 
@@ -420,7 +423,7 @@ class _Run:
             sel = select_units(index, self.cfg.threshold, self.controller, self.step, final, self.min_shrink)
             removed = sel.removed
             if self.controller is not None:
-                self.controller.update(self.step, sel.cost_after, sel.forced)
+                self.controller.update(self.step, sel.cost_before, sel.cost_after, sel.forced)
         if self.world > 1:
             # rank 0 decides; every rank applies the same removal and the same rho
             payload = [removed, self.controller.state_dict() if self.controller else None]

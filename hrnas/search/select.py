@@ -2,10 +2,11 @@
 
 All units of the current network (hidden channels and tokens) are laid out in flat tensors with their gate
 (``|gamma|`` on the current weights and on the EMA weights) and cost. The paper's rule removes the units whose
-gate is at most the threshold on both; budget mode adds the trajectory and the final cut
-(:mod:`hrnas.search.budget`), ranking units by ``|gamma|`` (the larger of current and EMA) so that the weakest go
-first; the cost enters through the penalty that drove the gates down. Costs of candidate removals are always
-exact (the whole ``Arch`` is re-counted), so the budget holds for transformers' quadratic token costs too.
+gate is at most the threshold on either; budget mode adds the trajectory and the final cut
+(:mod:`hrnas.search.budget`), ranking units by ``|gamma|`` (of the weights being trained; of the EMA weights at
+the end) so that the weakest go first; the cost enters through the penalty that drove the gates down. Costs of
+candidate removals are always exact (the whole ``Arch`` is re-counted), so the budget holds for transformers'
+quadratic token costs too.
 """
 
 from __future__ import annotations
@@ -163,11 +164,15 @@ def select_units(
     before = index.cost_without(none)
     if n == 0:
         return Selection(none, False, before, before)
-    dead = index.gate_ema <= threshold if final else (index.gate <= threshold) & (index.gate_ema <= threshold)
+    # The paper's rule: dead when the gate is at most the threshold on the current OR the EMA weights (the EMA lags the
+    # proximal step's exact zeros by tens of steps; requiring both left units the penalty had emptied in the network
+    # while rank cuts removed live ones). At the end the EMA weights, which are the deliverable, decide.
+    gate = index.gate_ema if final else index.gate
+    dead = gate <= threshold if final else (index.gate <= threshold) | (index.gate_ema <= threshold)
     # Forced removals go by gate alone, as the paper's threshold rule does (a raised threshold): the cost is already
     # in the gates, whose L1 pull is weighted by it. Dividing by the cost again made every cut, even one made before
     # the gates had spread apart, take the most expensive units (the high-resolution branches) first.
-    score = torch.maximum(index.gate, index.gate_ema)
+    score = gate
 
     if controller is None:
         after = index.cost_without(dead)
