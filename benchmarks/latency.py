@@ -160,9 +160,9 @@ def write(rows: list[dict], peak: float, out: Path, quick: bool) -> None:
 
 
 def _machine() -> str:
-    from hrnas.deploy import _cpu_name
+    from hrnas._measure import cpu_name
 
-    return f"{_cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from .cost import Profile, count_macs, count_params, profile
 from .deploy import deploy
 from .export import export
 from .hub import WeightsError, load_pretrained, load_weights, push_to_hub, save_pretrained
+from .latency import LatencyTable, latency_table, measure_latency
 from .net import HRNASNet
 from .search import SearchConfig, SearchResult, create_supernet, search
 from .spaces import SearchSpace, get_space, list_spaces
@@ -31,6 +32,7 @@ __all__ = [
     "DenseHeadSpec",
     "FuseEdge",
     "HRNASNet",
+    "LatencyTable",
     "Profile",
     "SearchConfig",
     "SearchResult",
@@ -48,11 +50,13 @@ __all__ = [
     "deploy",
     "export",
     "get_space",
+    "latency_table",
     "list_models",
     "list_spaces",
     "load_original_arch",
     "load_pretrained",
     "load_weights",
+    "measure_latency",
     "profile",
     "push_to_hub",
     "released_cls_arch",

@@ -114,7 +114,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     )
     size = cfg.input_size or tuple(supernet.pretrained_cfg["input_size"][-2:])
     start_macs, start_params = count_macs(supernet.arch, size), count_params(supernet.arch)
-    if not args.config and cfg.budget is None and cfg.params is None and not args.no_budget:
+    if not args.config and cfg.budget is None and cfg.params is None and cfg.latency_ms is None and not args.no_budget:
         cfg = cfg.replace(budget=int(args.budget_fraction * start_macs))
     train, val = build_data(data_spec)
     print(
@@ -122,9 +122,13 @@ def _cmd_search(args: argparse.Namespace) -> int:
         f"{start_params / 1e6:.3f} M params at {size[0]}x{size[1]}; data {data_spec.name} "
         f"({len(train)} train / {len(val)} val)"
     )
-    if cfg.budget is not None or cfg.params is not None:
+    if cfg.latency_ms is not None:
+        print(f"budget: {cfg.latency_ms:g} ms of predicted latency (batch 1) on this device")
+    elif cfg.budget is not None or cfg.params is not None:
         kind = "MACs" if cfg.budget is not None else "params"
-        print(f"budget: {cfg.budget if cfg.budget is not None else cfg.params:,} {kind}")
+        amount = cfg.budget if cfg.budget is not None else cfg.params
+        amounts = amount if isinstance(amount, list) else [amount]
+        print(f"budget: {', '.join(f'{a:,}' if isinstance(a, int) else str(a) for a in amounts)} {kind}")
     result = search(supernet, train, val, cfg)
     print()
     print(result.summary())
@@ -182,11 +186,36 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_latency_table(args: argparse.Namespace) -> int:
+    from .latency import latency_table
+    from .search import create_supernet
+
+    supernet = create_supernet(args.task, space=args.space, transformers=not args.no_transformers)
+    size = tuple(args.input_size) if args.input_size else tuple(supernet.pretrained_cfg["input_size"][-2:])
+    space = args.space or args.task
+    table = latency_table(
+        supernet.arch, size, space=space, batch_size=args.batch_size, device=args.device, rebuild=args.rebuild,
+        progress=None if args.quiet else print,
+    )  # fmt: skip
+    if args.out:
+        table.save(args.out)
+    worst = max(abs(c["measured_us"] - (table.scale * c["blocks_us"] + table.offset)) / c["measured_us"]
+                for c in table.calibration or [])  # fmt: skip
+    print(
+        f"latency table for {space} at {size[0]}x{size[1]}, batch {args.batch_size} ({table.key}): "
+        f"{len(table.blocks)} block shapes; supernet predicted {table.predict(supernet.arch):.2f} ms; largest "
+        f"error on the calibration networks {100 * worst:.1f} %" + (f"; written to {args.out}" if args.out else "")
+    )
+    return 0
+
+
 def _search_overrides(args: argparse.Namespace) -> dict:
     out = {}
     for name in (
         "budget",
         "params",
+        "latency_ms",
+        "latency_table",
         "input_size",
         "epochs",
         "steps",
@@ -201,6 +230,8 @@ def _search_overrides(args: argparse.Namespace) -> dict:
     ):
         value = getattr(args, name, None)
         if value is not None:
+            if name in ("budget", "params") and "," in value:
+                value = [v.strip() for v in value.split(",")]  # a family: one model per budget
             out[name] = tuple(value) if name == "input_size" else value
     if getattr(args, "no_progress", False):
         out["progress"] = False
@@ -227,8 +258,10 @@ def _add_search_parser(sub) -> None:
     g.add_argument("--train-size", type=int)
     g.add_argument("--val-size", type=int)
     g = p.add_argument_group("budget")
-    g.add_argument("--budget", help="MACs ceiling at --input-size, e.g. 20M or 1.4G")
+    g.add_argument("--budget", help="MACs ceiling at --input-size, e.g. 20M or 1.4G; several (40M,20M,10M): a family")
     g.add_argument("--params", help="parameter ceiling instead of MACs")
+    g.add_argument("--latency-ms", type=float, help="latency ceiling instead (ms, batch 1, this device)")
+    g.add_argument("--latency-table", help="a table from hrnas latency-table (default: measured now, then cached)")
     g.add_argument("--budget-fraction", type=float, default=0.2, help="default budget: this share of the supernet")
     g.add_argument("--no-budget", action="store_true", help="the paper's fixed-rho schedule, no budget")
     g.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="resolution the cost is counted at")
@@ -291,6 +324,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a smoke test on a few steps (not a zoo model)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_zoo_build)
+
+    p = sub.add_parser(
+        "latency-table",
+        help="measure a search space's block latencies on this device (for search --latency-ms); cached",
+    )
+    p.add_argument("--task", choices=("seg", "pose", "cls"), default="seg")
+    p.add_argument("--space", help="search-space preset (default: the task's)")
+    p.add_argument("--no-transformers", action="store_true")
+    p.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"), help="default: the space's")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", help="also write the table to this JSON file")
+    p.add_argument("--rebuild", action="store_true", help="measure again even if a cached table exists")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_latency_table)
 
     p = sub.add_parser("push", help="upload a model directory to the Hugging Face Hub")
     p.add_argument("directory", help="a model directory (save_pretrained, SearchResult.save, zoo-build output)")

@@ -22,17 +22,15 @@ from __future__ import annotations
 import copy
 import json
 import os
-import platform
-import statistics
-import time
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._files import write_atomic
+from ._measure import cache_dir, device_key, median_time
 from .layers import ConvBnAct, KernelPath, LightweightTransformer, MixedKernelBlock
 
 __all__ = ["deploy", "device_key", "fold_bn", "merge_paths"]
@@ -126,41 +124,6 @@ def _fold_model(model: nn.Module) -> None:
 # Measuring
 
 
-def device_key(device: torch.device) -> str:
-    """What a tuning result depends on: the device model, the thread count and the torch version."""
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = _cpu_name()
-    return f"{device.type}:{name}|threads={torch.get_num_threads()}|torch={torch.__version__}"
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _median_time(fn: Callable[[], object], device: torch.device, repeats: int = 5, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 class _TuningCache:
     def __init__(self, path: Optional[Path]) -> None:
         self.path = path
@@ -179,8 +142,7 @@ class _TuningCache:
 
 
 def default_cache_path() -> Path:
-    root = os.environ.get("HRNAS_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "hrnas")
-    return Path(root) / "deploy_tuning.json"
+    return cache_dir() / "deploy_tuning.json"
 
 
 def _block_inputs(model: nn.Module, x: torch.Tensor) -> Dict[str, Tuple[int, ...]]:
@@ -218,9 +180,9 @@ def _tune_paths(model: nn.Module, x: torch.Tensor, cache: _TuningCache, key: str
             h = torch.randn(shape, device=device, dtype=x.dtype).contiguous(memory_format=memory_format)
             separate, single = block.paths, nn.ModuleList([merged]).to(memory_format=memory_format)
             with torch.inference_mode():
-                t_separate = _median_time(lambda b=block, h=h: b._paths(h), device)
+                t_separate = median_time(lambda b=block, h=h: b._paths(h), device)
                 block.paths = single
-                t_merged = _median_time(lambda b=block, h=h: b._paths(h), device)
+                t_merged = median_time(lambda b=block, h=h: b._paths(h), device)
                 block.paths = separate
             choice = "merged" if t_merged < t_separate else "paths"
             cache.data[entry] = choice
@@ -283,7 +245,7 @@ def deploy(
             break
         xx = x.contiguous(memory_format=fmt)
         with torch.inference_mode():
-            t = _median_time(lambda c=candidate, xx=xx: c(xx), device, repeats=3, warmup=1)
+            t = median_time(lambda c=candidate, xx=xx: c(xx), device, repeats=3, warmup=1)
         if best is None or t < best[0]:
             best = (t, fmt, candidate)
     cache.save()

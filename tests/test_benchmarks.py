@@ -82,3 +82,24 @@ def test_search_quality_quick_mode(tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * (len(methods) + 3)
     assert all(float(r["latency_ms"]) > 0 and r["arch"] for r in rows)
+
+
+@pytest.mark.slow
+def test_latency_model_quick_mode(tmp_path):
+    script = BENCH / "latency_model.py"
+    subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], check=True, timeout=900)
+    table = (tmp_path / "latency_model_quick.md").read_text()
+    assert "Produced by" in table and "## 1. Predictor accuracy" in table
+    with open(tmp_path / "latency_model_quick.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sum(r["part"] == "predictor" for r in rows) == 8
+    search = [r for r in rows if r["part"] == "search"]
+    assert [r["job"] for r in search] == ["macs", "latency", "family", "family", "family"] + [
+        "single 40%",
+        "single 20%",
+        "single 10%",
+    ]
+    # the family's members and the single searches meet their MACs budgets
+    for r in search:
+        if r["job"] != "latency":
+            assert 0.9 * int(r["budget"]) <= int(r["macs"]) <= int(r["budget"])

@@ -102,6 +102,20 @@ def test_budget_controller_holds_then_follows_the_trajectory():
         SearchConfig(hold=0.6, reach=0.6)
 
 
+def test_budget_controller_family_trajectory():
+    c = BudgetController(budget=10, start=1000, total_steps=200, rho=1.0, reach=0.6, family=[100, 10], recovery=20)
+    assert c.budgets == [100, 10]
+    # the shrinking phase (120 steps less one recovery) is shared by log ratio: 1000 -> 95 and 95 -> 9.5
+    d0 = 100 * math.log(1000 / 95) / math.log(1000 / 9.5)
+    (s0,) = c.snapshot_steps()
+    assert s0 == round(d0 + 20) == 71
+    assert c.target(d0 / 2) == pytest.approx(1000 * (95 / 1000) ** 0.5)
+    assert c.target(d0) == c.target(d0 + 10) == c.target(d0 + 20) == pytest.approx(95)
+    assert c.target(120) == pytest.approx(9.5) and c.target(200) == pytest.approx(9.5)
+    # the first budget's floor holds up to and including its snapshot step, then the next one's
+    assert (c.budget_at(71), c.floor_at(71)) == (100, 90) and (c.budget_at(72), c.floor_at(72)) == (10, 9)
+
+
 def test_params_budget(scenes):
     supernet = tiny_supernet(transformers=False)
     budget = int(0.6 * hrnas.count_params(supernet.arch))
@@ -242,3 +256,26 @@ def test_checkpoint_is_verified(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "nope.pt")
     assert math.isfinite(1.0)
+
+
+def test_family_of_budgets_in_one_run(scenes, tmp_path):
+    supernet = tiny_supernet(transformers=False)
+    start = hrnas.count_macs(supernet.arch, 32)
+    budgets = [int(0.3 * start), int(0.6 * start), int(0.45 * start)]  # any order
+    small = dict(SMALL, steps=36, family_recovery=0.1)
+    res = hrnas.search(supernet, *scenes, budget=budgets, input_size=(32, 32), output_dir=str(tmp_path), **small)
+    assert [m.budget for m in res.family] == sorted(budgets, reverse=True) and res.family[-1] is res
+    for member in res.family:
+        assert 0.9 * member.budget <= member.macs <= member.budget
+        assert member.macs == hrnas.profile(member.model, 32).macs  # a real, smaller network each
+        assert isinstance(member.model, hrnas.HRNASNet) and member.metric is not None
+    assert res.family[0].macs > res.family[1].macs > res.family[2].macs
+    # each member is a model directory of its own
+    dirs = sorted((tmp_path / "family").iterdir())
+    assert [d.name.split("-")[0] for d in dirs] == ["0", "1"]
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        for d, member in zip(dirs, res.family):
+            assert torch.equal(hrnas.create_model(str(d)).eval()(x), member.model(x))
+    cfg = SearchConfig.from_yaml(tmp_path / "config.yaml")
+    assert cfg.budget == budgets

@@ -65,7 +65,8 @@ class BudgetController:
     """Steers the cost to ``[lower, 1] x budget`` (see the module docstring).
 
     Args:
-        budget: the cost ceiling (MACs or parameters at the cost configuration).
+        budget: the cost ceiling (MACs, parameters or microseconds at the cost configuration); with a ``family``,
+            the smallest of its budgets.
         start: the supernet's cost.
         total_steps: length of the run.
         rho: the initial penalty strength.
@@ -75,6 +76,8 @@ class BudgetController:
         goal: where the trajectory ends, as a fraction of the budget.
         lower: the floor, as a fraction of the budget, below which nothing is removed.
         up, down: factors applied to rho when the trajectory needed forced removals, or was over-achieved.
+        family: several budgets for one run: the trajectory stops at each (``recovery`` steps at ``goal x`` it) so
+            that a member of the family can be taken inside it (:meth:`snapshot_steps`), then goes on to the next.
     """
 
     budget: float
@@ -90,19 +93,57 @@ class BudgetController:
     rho_min: float = 1e-8
     rho_max: float = 10.0
     last_step: Optional[int] = None
+    family: Optional[list] = None
+    recovery: int = 0
 
     @property
     def hold_steps(self) -> int:
         return int(self.hold * self.total_steps)
 
+    @property
+    def budgets(self) -> list[float]:
+        """The budgets of the run, largest first; the last is ``budget``."""
+        return sorted(self.family, reverse=True) if self.family else [self.budget]
+
+    def _knots(self) -> list[tuple[float, float]]:
+        """``(step, cost)`` corners of the trajectory: geometric descents to ``goal x`` each budget, with a flat of
+        ``recovery`` steps after each but the last; the descents share the shrinking phase in proportion to the
+        log of the cost ratio each covers."""
+        ends = [self.goal * b for b in self.budgets]
+        knots = [(float(self.hold_steps), float(self.start))]
+        flats = self.recovery * (len(ends) - 1)
+        span = max(1.0, self.reach * self.total_steps - self.hold_steps - flats)
+        logs = [math.log(max(a, 1e-9) / b) if a > b else 0.0 for a, b in zip([self.start] + ends[:-1], ends)]
+        total = sum(logs) or 1.0
+        t = knots[0][0]
+        for i, (end, lg) in enumerate(zip(ends, logs)):
+            t += span * lg / total
+            knots.append((t, min(end, knots[-1][1])))
+            if i < len(ends) - 1:
+                t += self.recovery
+                knots.append((t, knots[-1][1]))
+        return knots
+
+    def snapshot_steps(self) -> list[int]:
+        """The steps at which each budget but the last is met and its member of the family is taken."""
+        knots = self._knots()
+        return [int(round(knots[2 + 2 * i][0])) for i in range(len(self.budgets) - 1)]
+
+    def budget_at(self, step: int) -> float:
+        """The budget being approached at ``step`` (a family moves to the next one after each snapshot)."""
+        passed = sum(1 for s in self.snapshot_steps() if step > s)  # at a snapshot step, its member is not taken yet
+        return self.budgets[passed]
+
     def target(self, step: int) -> float:
         """The cost the network should have at ``step`` (never below ``goal x budget``)."""
-        end = self.goal * self.budget
-        if self.start <= end:
-            return end
-        span = max(1.0, (self.reach - self.hold) * self.total_steps)
-        frac = min(1.0, max(0.0, (step - self.hold_steps) / span))
-        return self.start * (end / self.start) ** frac
+        knots = self._knots()
+        if step <= knots[0][0]:
+            return knots[0][1]
+        for (t0, c0), (t1, c1) in zip(knots, knots[1:]):
+            if step <= t1:
+                frac = (step - t0) / (t1 - t0) if t1 > t0 else 1.0
+                return c0 * (c1 / c0) ** frac
+        return knots[-1][1]
 
     def rho_at(self, step: int) -> float:
         """The penalty strength at ``step``: the linear ramp during the hold, the controlled value after it."""
@@ -110,9 +151,9 @@ class BudgetController:
             return self.rho * step / self.hold_steps
         return self.rho
 
-    @property
-    def floor(self) -> float:
-        return self.lower * self.budget
+    def floor_at(self, step: int) -> float:
+        """Nothing is removed below this at ``step``: ``lower x`` the budget being approached."""
+        return self.lower * self.budget_at(step)
 
     def update(self, step: int, before: float, after: float, forced: bool) -> None:
         """Adapt rho after a shrink check that took the network from ``before`` to ``after``."""
@@ -121,7 +162,7 @@ class BudgetController:
         last, self.last_step = self.last_step, step
         if forced:
             self.rho = min(self.rho * self.up, self.rho_max)
-        elif after <= self.goal * self.budget:
+        elif after <= self.goal * self.budget_at(step):
             # arrived: let the remaining units recover
             self.rho = max(self.rho / self.down, self.rho_min)
         elif last is not None and after > before * self.target(step) / self.target(last):

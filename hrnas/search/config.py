@@ -26,6 +26,14 @@ class SearchConfig:
         budget: MACs ceiling (``'1.4G'``, ``'300M'``, a number) at ``input_size``; the run ends inside
             ``[0.9, 1.0] x budget``. ``None`` (and no ``params``) runs the paper's fixed-rho schedule.
         params: parameter ceiling instead of MACs.
+        latency_ms: latency ceiling instead (milliseconds at ``input_size``, batch 1, predicted by a latency table
+            measured on this device: :mod:`hrnas.latency`); the penalty then weights each unit by its measured
+            time.
+        family_recovery: with a list of budgets (``budget=['2.2G', '1.4G', '0.8G']``, or of ``params`` or
+            ``latency_ms``), one run returns a model per budget (``SearchResult.family``): the cost stops at each
+            budget for this fraction of the run, so that the network recovers, then that member is taken.
+        latency_table: path of a latency table JSON (``hrnas latency-table``); default: measured now for the
+            supernet's space, or taken from the cache of an earlier measurement on this device.
         input_size: ``(height, width)`` the cost is counted at (default: the space's reference resolution).
         cost_num_classes: classifier width the budget is stated for (default: the network's own).
 
@@ -73,6 +81,9 @@ class SearchConfig:
 
     budget: Optional[Any] = None
     params: Optional[Any] = None
+    latency_ms: Optional[float] = None
+    latency_table: Optional[str] = None
+    family_recovery: float = 0.05
     input_size: Optional[Tuple[int, int]] = None
     cost_num_classes: Optional[int] = None
 
@@ -134,8 +145,19 @@ class SearchConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.amp not in (None, "bf16", "fp16"):
             raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {self.amp!r}")
-        if self.budget is not None and self.params is not None:
-            raise ValueError("give either budget= (MACs) or params=, not both")
+        given = [n for n in ("budget", "params", "latency_ms") if getattr(self, n) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of budget= (MACs), params= or latency_ms=, not {' and '.join(given)}")
+        if self.latency_ms is not None:
+            values = self.latency_ms if isinstance(self.latency_ms, (list, tuple)) else [self.latency_ms]
+            if not values or not all(isinstance(v, (int, float)) and v > 0 for v in values):
+                raise ValueError(f"latency_ms must be a positive number of milliseconds, got {self.latency_ms!r}")
+        for name in ("budget", "params", "latency_ms"):
+            value = getattr(self, name)
+            if isinstance(value, tuple):
+                setattr(self, name, list(value))  # lists survive the YAML round trip
+        if not 0.0 <= self.family_recovery < 0.5:
+            raise ValueError(f"family_recovery must be a fraction of the run in [0, 0.5), got {self.family_recovery}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.steps is None and not self.epochs > 0:

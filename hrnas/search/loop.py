@@ -36,7 +36,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .config import PAPER_RHO, SearchConfig
 from .ema import EMA, calibrate_bn
 from .loaders import EpochBatches, sequential_shard
-from .result import SearchResult
+from .result import SearchResult, budget_label
 from .select import UnitIndex, select_units
 from .shrink import plan_shrink, shrink_model, shrink_optimizer_state
 from .tasks import Metric, get_task
@@ -102,6 +102,7 @@ class _Run:
         cfg: SearchConfig,
         loss: Optional[Callable] = None,
         metric: Optional[Callable[[], Metric]] = None,
+        latency_model: Any = None,
     ) -> None:
         if not isinstance(supernet, HRNASNet):
             raise TypeError(
@@ -148,9 +149,12 @@ class _Run:
         if not size or not all(size):
             raise ValueError("input_size= is required: the (height, width) at which costs and budgets are counted")
         self.cost_size = (int(size[0]), int(size[1]))
-        self.cost_model = CostModel(
-            self.cost_size, "params" if cfg.params is not None else "macs", cfg.cost_num_classes, self.in_chans
-        )
+        if cfg.latency_ms is not None:
+            table = latency_model or self._latency_table(supernet)
+            self.cost_model = CostModel(self.cost_size, "latency", None, self.in_chans, latency_table=table)
+        else:
+            metric_name = "params" if cfg.params is not None else "macs"
+            self.cost_model = CostModel(self.cost_size, metric_name, cfg.cost_num_classes, self.in_chans)
 
         # data
         self.train_data, self.val_data = train_data, val_data
@@ -186,10 +190,17 @@ class _Run:
         self.start_cost = self.cost_model.total(self.supernet_arch)
         self.controller: Optional[BudgetController] = None
         self.ramp: Optional[RhoRamp] = None
-        amount = cfg.budget if cfg.budget is not None else cfg.params
+        amount = next((a for a in (cfg.budget, cfg.params, cfg.latency_ms) if a is not None), None)
+        amounts = list(amount) if isinstance(amount, (list, tuple)) else [amount]
+        if cfg.latency_ms is not None:
+            amounts = [int(round(1e3 * float(a))) for a in amounts]  # the latency cost model counts microseconds
+        self.family_budgets = sorted((parse_amount(a) for a in amounts), reverse=True) if amount is not None else []
+        if len(set(self.family_budgets)) != len(self.family_budgets):
+            raise ValueError(f"the budgets of a family must differ, got {amount!r}")
         if amount is not None:
-            self.budget = parse_amount(amount)
-            self._check_budget(self.budget)
+            self.budget = self.family_budgets[-1]
+            for b in self.family_budgets:
+                self._check_budget(b)
             peak_lr = cfg.lr
             # rho's natural scale: the strength at which the proximal step moves a gate of penalty 1 by 1 over the
             # run's first `reach`; the hold ramps up to it and the controller then searches within [1e-3, 10] x scale.
@@ -206,6 +217,8 @@ class _Run:
                 hold=cfg.hold,
                 rho_min=1e-3 * scale,
                 rho_max=10 * scale,
+                family=self.family_budgets if len(self.family_budgets) > 1 else None,
+                recovery=int(cfg.family_recovery * self.total_steps),
             )
         else:
             self.budget = None
@@ -217,6 +230,7 @@ class _Run:
             self.min_shrink = min(1e6, 0.005 * self.start_cost) if self.cost_model.metric == "macs" else 0.0
 
         self.step = 0
+        self.family: List[dict] = []  # members taken so far: step, budget, cost, metric, directory
         self.history: List[dict] = []
         self.step_times: List[float] = []
         self.step_macs: List[int] = []  # MACs of the network each step trained, to relate step time to cost
@@ -265,8 +279,17 @@ class _Run:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
 
+    def _latency_table(self, supernet: HRNASNet):
+        from ..latency import LatencyTable, latency_table
+
+        if self.cfg.latency_table:
+            return LatencyTable.load(self.cfg.latency_table)
+        if self.rank == 0 and self.cfg.progress:
+            print("measuring the latency of the supernet's blocks on this device (cached for later runs)", flush=True)
+        return latency_table(supernet.arch, self.cost_size, device=self.device)
+
     def _check_budget(self, budget: int) -> None:
-        unit = "MACs" if self.cost_model.metric == "macs" else "params"
+        unit = {"macs": "MACs", "params": "params", "latency": "us of predicted latency"}[self.cost_model.metric]
         h, w = self.cost_size
         fixed = self.cost_model.fixed(self.supernet_arch)
         if budget < fixed:
@@ -413,14 +436,14 @@ class _Run:
 
     # -- shrinking ----------------------------------------------------------------------------------------
 
-    def shrink(self, final: bool = False) -> None:
+    def shrink(self, final: bool = False, budget: Optional[float] = None) -> None:
         ema_state = self.ema.shadow if self.ema is not None else None
         index = UnitIndex(
             self.arch, self.model.state_dict(), ema_state, self.cost_model, self.normalizer, self.cfg.penalty == "equal"
         )
         removed = None
         if self.rank == 0:
-            sel = select_units(index, self.cfg.threshold, self.controller, self.step, final, self.min_shrink)
+            sel = select_units(index, self.cfg.threshold, self.controller, self.step, final, self.min_shrink, budget)
             removed = sel.removed
             if self.controller is not None:
                 self.controller.update(self.step, sel.cost_before, sel.cost_after, sel.forced)
@@ -526,6 +549,7 @@ class _Run:
             "controller": self.controller.state_dict() if self.controller is not None else None,
             "normalizer": self.normalizer,
             "history": self.history,
+            "family": self.family,
             "skipped": self.skipped,
             "rng": _rng_state(),
         }
@@ -542,6 +566,7 @@ class _Run:
         self.normalizer = state["normalizer"]
         self.step = state["step"]
         self.history = list(state["history"])
+        self.family = list(state.get("family", []))
         self.skipped = state["skipped"]
         _set_rng_state(state["rng"])
 
@@ -573,6 +598,8 @@ class _Run:
                 bar.update(1)
             if self.step % self.shrink_every == 0 and self.step < self.total_steps:
                 self.shrink()
+            if self.controller is not None and self.step in self.controller.snapshot_steps():
+                self._take_member(self.controller.snapshot_steps().index(self.step))
             if self.step % self.eval_every == 0 and self.step < self.total_steps:
                 row = self.record(self.evaluate(self.evaluated_model()))
                 if bar is not None:
@@ -586,7 +613,14 @@ class _Run:
         metric = self.evaluate(model)
         self.record(metric)
         self.checkpoint()
-        result = SearchResult(
+        result = self._result(model, metric, self.budget)
+        result.family = [self._member_result(m) for m in self.family] + [result] if self.family else []
+        if self.rank == 0 and self.out:
+            result.save(self.out)
+        return result
+
+    def _result(self, model: HRNASNet, metric: Optional[float], budget: Optional[int]) -> SearchResult:
+        return SearchResult(
             arch=self.arch,
             model=model,
             history=list(self.history),
@@ -595,14 +629,55 @@ class _Run:
             macs=count_macs(self.arch, self.cost_size, self.in_chans),
             params=count_params(self.arch, self.in_chans),
             input_size=self.cost_size,
-            budget=self.budget,
+            budget=budget,
             budget_kind=self.cost_model.metric,
             supernet_arch=self.supernet_arch,
             config=self.cfg,
+            cost=self.cost_model.total(self.arch),
         )
-        if self.rank == 0 and self.out:
-            result.save(self.out)
-        return result
+
+    def _take_member(self, i: int) -> None:
+        """A family member: cut to budget ``i`` (EMA gates decide, as at the end of a run), evaluate, keep."""
+        budget = self.controller.budgets[i]
+        self.shrink(final=True, budget=budget)
+        model = self.evaluated_model()
+        metric = self.evaluate(model)
+        self.record(metric)
+        member = self._result(model, metric, int(budget))
+        entry = {"step": self.step, "budget": int(budget), "cost": member.cost, "metric": metric}
+        if self.out:
+            entry["directory"] = os.path.join(self.out, "family", f"{i}-{budget_label(budget, member.budget_kind)}")
+            if self.rank == 0:
+                member.save(entry["directory"])
+        else:
+            entry["result"] = member  # in memory only (no output_dir, so no checkpoint to resume from either)
+        self.family.append(entry)
+        self.checkpoint()
+
+    def _member_result(self, entry: dict) -> SearchResult:
+        if "result" in entry:
+            return entry["result"]
+        from ..hub import load_pretrained
+
+        directory = entry["directory"]  # a member taken before this run was resumed: read back from its directory
+        arch = Arch.load(os.path.join(directory, "arch.json"))
+        with open(os.path.join(directory, "history.jsonl")) as f:
+            history = [json.loads(line) for line in f]
+        return SearchResult(
+            arch=arch,
+            model=load_pretrained(directory).eval(),
+            history=history,
+            metric=entry["metric"],
+            metric_name=self.make_metric().name,
+            macs=count_macs(arch, self.cost_size, self.in_chans),
+            params=count_params(arch, self.in_chans),
+            input_size=self.cost_size,
+            budget=entry["budget"],
+            budget_kind=self.cost_model.metric,
+            supernet_arch=self.supernet_arch,
+            config=self.cfg,
+            cost=entry["cost"],
+        )
 
 
 def _rng_state() -> dict:
@@ -635,6 +710,7 @@ def search(
     *,
     loss: Optional[Callable[[torch.Tensor, Any], torch.Tensor]] = None,
     metric: Optional[Callable[[], Metric]] = None,
+    latency_model: Any = None,
     **settings: Any,
 ) -> SearchResult:
     """Search a smaller network inside ``supernet`` by fine-grained progressive shrinking, training it as it goes.
@@ -648,10 +724,12 @@ def search(
             ``input_size=(512, 512)``, ``epochs=...``, ``output_dir=...``, ``resume=...``; see ``SearchConfig``).
         loss: ``loss(output, target)``; default: the task preset's (cross-entropy, heatmap MSE...).
         metric: a factory of :class:`hrnas.search.tasks.Metric`; default: the task preset's (mIoU, PCK, top-1).
+        latency_model: a :class:`hrnas.latency.LatencyTable` for ``latency_ms=`` budgets (default: the
+            ``latency_table`` setting's file, or measured now on this device and cached).
 
     Returns:
         A :class:`SearchResult` whose ``.model`` is a plain, static ``HRNASNet`` with the trained weights (EMA,
         BatchNorm re-calibrated) and whose ``.arch`` is the found architecture.
     """
     cfg = (config or SearchConfig()).replace(**settings)
-    return _Run(supernet, train_data, val_data, cfg, loss, metric).run()
+    return _Run(supernet, train_data, val_data, cfg, loss, metric, latency_model).run()

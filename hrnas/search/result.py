@@ -13,7 +13,17 @@ from ..arch import Arch
 from ..cost import count_macs, count_params
 from ..net import HRNASNet
 
-__all__ = ["SearchResult"]
+__all__ = ["SearchResult", "budget_label"]
+
+
+def budget_label(budget: float, kind: str) -> str:
+    """A budget as a short name: ``1.4G``, ``300M``, ``12.5ms``."""
+    if kind == "latency":
+        return f"{budget / 1e3:g}ms"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if budget >= scale:
+            return f"{budget / scale:.4g}{unit}"
+    return str(int(budget))
 
 
 @dataclass
@@ -26,9 +36,13 @@ class SearchResult:
         history: one dict per evaluation (step, macs, params, tokens, rho, loss, metric, step time...).
         metric: the final validation metric (``None`` without validation data); ``metric_name`` names it.
         macs, params: the final network's cost at ``input_size`` (MACs in the paper convention).
-        budget, budget_kind: the requested ceiling and whether it counts ``'macs'`` or ``'params'``.
+        budget, budget_kind: the requested ceiling and whether it counts ``'macs'``, ``'params'`` or ``'latency'``
+            (microseconds predicted by the run's latency table).
         supernet_arch: the architecture the search started from.
         config: the run's :class:`hrnas.search.SearchConfig`.
+        cost: the final network's cost in the budget's unit.
+        family: for a run with several budgets, one result per budget, largest first (the last is this one);
+            empty otherwise.
     """
 
     arch: Arch
@@ -43,6 +57,8 @@ class SearchResult:
     budget_kind: str
     supernet_arch: Arch
     config: Any = field(repr=False, default=None)
+    cost: Optional[int] = None
+    family: list[SearchResult] = field(repr=False, default_factory=list)
 
     def summary(self) -> str:
         """Before/after costs, the metric and the architecture, for people."""
@@ -57,8 +73,19 @@ class SearchResult:
             f"({self.macs / macs0:.1%} of the MACs, {self.params / params0:.1%} of the params)"
         )
         if self.budget is not None:
-            spent = self.macs if self.budget_kind == "macs" else self.params
-            lines.append(f"budget:   {self.budget:,} {self.budget_kind} -> {spent / self.budget:.1%} used")
+            spent = {"macs": self.macs, "params": self.params}.get(self.budget_kind, self.cost)
+            if self.budget_kind == "latency":
+                lines.append(
+                    f"budget:   {self.budget / 1e3:.3f} ms predicted latency -> {spent / 1e3:.3f} ms "
+                    f"({spent / self.budget:.1%})"
+                )
+            else:
+                lines.append(f"budget:   {self.budget:,} {self.budget_kind} -> {spent / self.budget:.1%} used")
+        for i, member in enumerate(self.family[:-1]):
+            lines.append(
+                f"family member {i}: budget {member.budget:,} {member.budget_kind}, cost {member.cost:,}, "
+                f"{member.metric_name} {member.metric if member.metric is None else round(member.metric, 4)}"
+            )
         if self.metric is not None:
             lines.append(f"validation {self.metric_name}: {self.metric:.4f}")
         return "\n".join(lines)
@@ -81,6 +108,8 @@ class SearchResult:
             self.config.save_yaml(directory / "config.yaml")
         plot_history(self.history, directory / "search.png")
         plot_arch(self.arch, self.supernet_arch, directory / "arch.png")
+        for i, member in enumerate(self.family[:-1]):
+            member.save(directory / "family" / f"{i}-{budget_label(member.budget, member.budget_kind)}")
         return directory
 
     def _card(self) -> str:

@@ -147,6 +147,7 @@ def select_units(
     step: int = 0,
     final: bool = False,
     min_shrink: float = 0.0,
+    budget: Optional[float] = None,
 ) -> Selection:
     """Decide which units to remove now.
 
@@ -158,6 +159,8 @@ def select_units(
         step: the current step (for the budget trajectory).
         final: the end of the run: EMA gates decide, and the budget's ceiling is enforced.
         min_shrink: paper mode removes dead units only once their cost adds up to this (or when ``final``).
+        budget: the ceiling a ``final`` selection enforces (default: the controller's last budget; a family's
+            member is cut to its own).
     """
     n = len(index)
     none = torch.zeros(n, dtype=torch.bool)
@@ -189,12 +192,14 @@ def select_units(
         m[idx[:k]] = True
         return m
 
-    floor = controller.floor
+    floor = controller.lower * budget if budget is not None else controller.floor_at(step)
     k = _largest_prefix(len(dead_idx), lambda k: index.cost_without(removing(dead_idx, k, none)) >= floor)
     removed = removing(dead_idx, k, none)
     cost = index.cost_without(removed)
 
-    target = controller.budget * controller.goal if final else controller.target(step)
+    if budget is None:
+        budget = controller.budget
+    target = budget * controller.goal if final else controller.target(step)
     forced = False
     if cost > target:
         alive_idx = torch.nonzero(~removed).flatten()

@@ -23,7 +23,7 @@ from ..cost import TOKEN_DIM, TOKEN_FFN, count_macs, count_params, feature_sizes
 
 __all__ = ["BlockCosts", "CostModel", "block_costs"]
 
-COST_METRICS = ("macs", "params")
+COST_METRICS = ("macs", "params", "latency")
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,10 @@ class CostModel:
 
     Args:
         input_size: ``(height, width)`` the costs are evaluated at.
-        metric: ``'macs'`` or ``'params'``.
+        metric: ``'macs'``, ``'params'`` or ``'latency'`` (microseconds predicted by ``latency_table``).
         num_classes: classifier width the budget is stated for (default: the arch's own).
         in_chans: input channels.
+        latency_table: a :class:`hrnas.latency.LatencyTable` for ``input_size`` (``metric='latency'`` only).
     """
 
     def __init__(
@@ -76,6 +77,7 @@ class CostModel:
         metric: str = "macs",
         num_classes: int | None = None,
         in_chans: int = 3,
+        latency_table=None,
     ) -> None:
         if metric not in COST_METRICS:
             raise ValueError(f"cost metric must be one of {COST_METRICS}, got {metric!r}")
@@ -83,12 +85,25 @@ class CostModel:
         self.metric = metric
         self.num_classes = num_classes
         self.in_chans = in_chans
+        if metric == "latency":
+            if latency_table is None:
+                raise ValueError("metric='latency' needs a latency table (hrnas.latency.latency_table)")
+            if tuple(latency_table.input_size) != self.input_size:
+                h, w = latency_table.input_size
+                raise ValueError(
+                    f"the latency table was measured at {h}x{w}, the budget is at "
+                    f"{self.input_size[0]}x{self.input_size[1]}; build a table at the budget's input size"
+                )
+        self.latency_table = latency_table
 
     def _configured(self, arch: Arch) -> Arch:
         return arch if self.num_classes is None else arch.with_num_classes(self.num_classes)
 
     def total(self, arch: Arch) -> int:
-        """Exact cost of a whole network (``count_macs`` or ``count_params`` at the configured size/classes)."""
+        """Cost of a whole network: exact MACs or parameters at the configured size and classes, or the predicted
+        latency in microseconds."""
+        if self.metric == "latency":
+            return int(round(1e3 * self.latency_table.predict(arch)))  # microseconds
         arch = self._configured(arch)
         if self.metric == "macs":
             return count_macs(arch, self.input_size, self.in_chans)
@@ -101,6 +116,11 @@ class CostModel:
 
     def blocks(self, arch: Arch) -> dict[str, BlockCosts]:
         """Unit costs of every block, by block name."""
+        if self.metric == "latency":
+            return {
+                name: BlockCosts(channel, linear, quad)
+                for name, (channel, linear, quad) in self.latency_table.unit_costs(arch).items()
+            }
         sizes = feature_sizes(self.input_size, levels=len(arch.stages) + 4)
         strides = arch.block_input_strides()
         return {

@@ -1,0 +1,351 @@
+"""A measured latency model: what each unit of a network costs in time on this device, and a whole network's latency.
+
+MACs do not predict latency for these networks on CPUs (a narrow depthwise conv costs its launch, whatever its
+size; a 3x3 depthwise conv can be slower than a 7x7 one), so a search that must meet a latency target needs costs
+measured on the device it targets. :meth:`LatencyTable.build` times the building blocks of a search space, one
+distinct block shape at a time, and fits per block
+
+    latency = base + sum over kernel paths k with h_k > 0 of (path_k + channel_k * h_k)
+                   + [tokens > 0] * (token_0 + token_1 * n + token_2 * n^2)
+
+(``base``: the residual alone; ``path_k``: the fixed cost of running a kernel path at all; ``channel_k``: the
+cost of one hidden channel; the token terms: the transformer at ``n`` tokens). A network's prediction is
+``scale * sum(blocks) + offset``, where ``scale`` and ``offset`` (the stem, the fusions' resizes and additions,
+the head) are fitted on whole networks of the space measured at build time.
+
+What is timed: the network in eval mode, ``channels_last``, under ``torch.no_grad``, at the table's batch size
+and input size, with the thread count of the process that builds the table. A table is valid only for its
+device, thread count and torch version (:attr:`LatencyTable.key`); :func:`latency_table` caches tables under
+``$HRNAS_CACHE_DIR/latency/`` by that key, the space and the input size.
+
+Per-unit costs for the search's penalty (:class:`hrnas.search.units.CostModel` with ``metric='latency'``) are
+``scale * channel_k`` per channel and the marginal token cost; budgets are predicted latencies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import torch
+
+from ._files import write_atomic
+from ._measure import cache_dir, device_key, median_time
+from .arch import Arch, BlockSpec
+from .cost import feature_sizes
+
+__all__ = ["BlockLatency", "LatencyTable", "latency_table", "measure_latency", "random_arch"]
+
+TABLE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BlockLatency:
+    """Fitted latency terms of one block shape, in microseconds (see the module docstring)."""
+
+    base: float
+    path: dict[int, float]  # by kernel size
+    channel: dict[int, float]
+    token: tuple[float, float, float]  # token_0, token_1, token_2
+
+    def predict(self, spec: BlockSpec) -> float:
+        t = self.base
+        for k, h in spec.paths:
+            t += self.path[k] + self.channel[k] * h
+        if spec.tokens > 0:
+            n = spec.tokens
+            t += self.token[0] + self.token[1] * n + self.token[2] * n * n
+        return t
+
+    def token_unit(self, live_tokens: int) -> tuple[float, float]:
+        """``(linear, quadratic)`` coefficients so that a token costs ``linear + quadratic * (2L - 1)`` at ``L``."""
+        return self.token[1], self.token[2]
+
+
+def block_shape(spec: BlockSpec, input_hw: tuple[int, int]) -> str:
+    """The key of a block's latency entry: everything but its widths and token count."""
+    h, w = input_hw
+    return f"in{spec.in_chs}-out{spec.out_chs}-s{spec.stride}-se{spec.se_ratio:g}-{spec.act}-hw{h}x{w}"
+
+
+def _block_inputs(arch: Arch, input_size: tuple[int, int]) -> dict[str, tuple[int, int]]:
+    sizes = feature_sizes(input_size, levels=len(arch.stages) + 4)
+    strides = arch.block_input_strides()
+    return {name: sizes[int(math.log2(strides[name]))] for name, _ in arch.named_blocks()}
+
+
+def measure_latency(
+    model: torch.nn.Module,
+    input_size: tuple[int, int],
+    batch_size: int = 1,
+    repeats: int = 20,
+    device: str | torch.device = "cpu",
+    in_chans: int = 3,
+) -> float:
+    """Median latency in milliseconds of ``model`` in the form the latency model predicts (eval, channels_last,
+    no_grad) on one random batch."""
+    device = torch.device(device)
+    model = model.eval().to(device, memory_format=torch.channels_last)
+    x = torch.randn(batch_size, in_chans, *input_size, device=device).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        return 1e3 * median_time(lambda: model(x), device, repeats=repeats, warmup=3)
+
+
+def _fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares ``(intercept, slope)``."""
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    var = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else 0.0
+    return my - slope * mx, slope
+
+
+def _fit_quadratic(xs: list[float], ys: list[float]) -> tuple[float, float, float]:
+    a = torch.tensor([[1.0, x, x * x] for x in xs], dtype=torch.float64)
+    b = torch.tensor(ys, dtype=torch.float64).unsqueeze(1)
+    coef = torch.linalg.lstsq(a, b).solution.flatten().tolist()
+    return coef[0], coef[1], coef[2]
+
+
+@dataclass
+class LatencyTable:
+    """Latency terms of every block shape of a space at one input size, plus the network-level fit.
+
+    Build with :meth:`build` (or :func:`latency_table`, which caches); predict with :meth:`predict`.
+    """
+
+    key: str
+    space: str
+    input_size: tuple[int, int]
+    batch_size: int
+    blocks: dict[str, BlockLatency]
+    scale: float = 1.0
+    offset: float = 0.0
+    calibration: Optional[list[dict]] = None  # the whole networks the scale/offset were fitted on
+
+    # -- prediction ---------------------------------------------------------------------------------------
+
+    def _entry(self, name: str, spec: BlockSpec, hw: tuple[int, int]) -> BlockLatency:
+        shape = block_shape(spec, hw)
+        entry = self.blocks.get(shape)
+        if entry is None or any(k not in entry.channel for k, _ in spec.paths):
+            raise KeyError(
+                f"the latency table ({self.space} at {self.input_size[0]}x{self.input_size[1]}) has no entry for block "
+                f"{name} ({shape}); build a table for this network's space and input size"
+            )
+        return entry
+
+    def block_latencies(self, arch: Arch) -> dict[str, float]:
+        """Predicted microseconds of every block of ``arch`` (before the network-level scale)."""
+        hw = _block_inputs(arch, self.input_size)
+        return {name: self._entry(name, spec, hw[name]).predict(spec) for name, spec in arch.named_blocks()}
+
+    def predict(self, arch: Arch) -> float:
+        """Predicted latency of ``arch`` in milliseconds."""
+        return (self.scale * sum(self.block_latencies(arch).values()) + self.offset) / 1e3
+
+    def unit_costs(self, arch: Arch) -> dict[str, tuple[tuple[float, ...], float, float]]:
+        """Per block: microseconds of one hidden channel of each existing path, and the token coefficients."""
+        hw = _block_inputs(arch, self.input_size)
+        out = {}
+        for name, spec in arch.named_blocks():
+            e = self._entry(name, spec, hw[name])
+            channel = tuple(self.scale * e.channel[k] for k, _ in spec.paths)
+            lin, quad = e.token_unit(spec.tokens)
+            out[name] = (channel, self.scale * lin, self.scale * quad)
+        return out
+
+    # -- files --------------------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["version"] = TABLE_VERSION
+        d["input_size"] = list(self.input_size)
+        d["blocks"] = {k: asdict(v) for k, v in self.blocks.items()}  # JSON turns the kernel sizes into strings
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LatencyTable:
+        if d.get("version") != TABLE_VERSION:
+            raise ValueError(f"latency table version {d.get('version')!r} is not {TABLE_VERSION}; build it again")
+        blocks = {
+            k: BlockLatency(
+                v["base"],
+                {int(kk): vv for kk, vv in v["path"].items()},
+                {int(kk): vv for kk, vv in v["channel"].items()},
+                tuple(v["token"]),
+            )
+            for k, v in d["blocks"].items()
+        }
+        return cls(
+            d["key"], d["space"], tuple(d["input_size"]), d["batch_size"], blocks, d["scale"], d["offset"],
+            d.get("calibration"),
+        )  # fmt: skip
+
+    def save(self, path: str | os.PathLike) -> None:
+        write_atomic(path, json.dumps(self.to_dict(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> LatencyTable:
+        with open(path) as f:
+            return cls.from_dict(json.load(f))
+
+    # -- building -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        supernet: Arch,
+        input_size: tuple[int, int],
+        space: str = "custom",
+        batch_size: int = 1,
+        repeats: int = 15,
+        calibration_archs: int = 6,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        progress: Optional[Callable[[str], None]] = None,
+        time_block: Optional[Callable[[BlockSpec, tuple[int, int]], float]] = None,
+        time_network: Optional[Callable[[Arch], float]] = None,
+    ) -> LatencyTable:
+        """Measure every distinct block shape of ``supernet`` at ``input_size`` and fit the terms.
+
+        ``calibration_archs`` random architectures of the space (plus the supernet and the empty network) are
+        timed whole to fit the network-level ``scale`` and ``offset``. ``time_block(spec, input_hw)`` and
+        ``time_network(arch)`` (microseconds) replace the measurements, for tests and for other timers.
+        """
+        from .layers import MixedKernelBlock
+        from .net import HRNASNet
+
+        device = torch.device(device)
+        input_size = (int(input_size[0]), int(input_size[1]))
+        hw_of = _block_inputs(supernet, input_size)
+        shapes: dict[str, tuple[BlockSpec, tuple[int, int]]] = {}
+        for name, spec in supernet.named_blocks():
+            shapes.setdefault(block_shape(spec, hw_of[name]), (spec, hw_of[name]))
+
+        def measure_block(spec: BlockSpec, hw: tuple[int, int]) -> float:
+            block = MixedKernelBlock(spec).eval().to(device, memory_format=torch.channels_last)
+            x = torch.randn(batch_size, spec.in_chs, *hw, device=device).contiguous(memory_format=torch.channels_last)
+            with torch.no_grad():
+                return 1e6 * median_time(lambda: block(x), device, repeats=repeats, warmup=3)
+
+        def measure_network(arch: Arch) -> float:
+            return 1e3 * measure_latency(HRNASNet(arch), input_size, batch_size, repeats, device)
+
+        time_block = time_block or measure_block
+        time_network = time_network or measure_network
+
+        blocks = {}
+        for i, (shape, (spec, hw)) in enumerate(shapes.items()):
+            if progress:
+                progress(f"block shape {i + 1}/{len(shapes)}: {shape}")
+            empty = spec.replace(channels=tuple(0 for _ in spec.kernels), tokens=0)
+            base = time_block(empty, hw)
+            paths, channels = {}, {}
+            for k_index, (k, full) in enumerate(zip(spec.kernels, spec.channels)):
+                if full == 0:
+                    continue
+                widths = sorted({1, max(1, full // 2), full})
+                ys = []
+                for h in widths:
+                    only = tuple(h if j == k_index else 0 for j in range(len(spec.kernels)))
+                    ys.append(time_block(empty.replace(channels=only), hw) - base)
+                intercept, slope = _fit_line([float(h) for h in widths], ys)
+                paths[k] = max(intercept, 0.0)
+                channels[k] = max(slope, 0.0)
+            token = (0.0, 0.0, 0.0)
+            if spec.tokens > 0:
+                counts = sorted({1, max(1, spec.tokens // 4), max(1, spec.tokens // 2), spec.tokens})
+                ys = [time_block(empty.replace(tokens=n), hw) - base for n in counts]
+                if len(counts) >= 3:
+                    token = _fit_quadratic([float(n) for n in counts], ys)
+                else:
+                    t0, t1 = _fit_line([float(n) for n in counts], ys)
+                    token = (t0, t1, 0.0)
+            blocks[shape] = BlockLatency(base, paths, channels, tuple(token))
+
+        table = cls(device_key(device), space, input_size, batch_size, blocks)
+        # whole networks: the supernet, the empty network and random ones between
+        rng = random.Random(seed)
+        empty_net = supernet.with_blocks(
+            [b.replace(channels=(0,) * len(b.kernels), tokens=0) for b in supernet.blocks()]
+        )
+        archs = [supernet, empty_net]
+        archs += [random_arch(supernet, rng.uniform(0.05, 0.8), rng) for _ in range(calibration_archs)]
+        sums, measured = [], []
+        for i, arch in enumerate(archs):
+            if progress:
+                progress(f"whole network {i + 1}/{len(archs)}")
+            sums.append(sum(table.block_latencies(arch).values()))
+            measured.append(time_network(arch))
+        table.offset, table.scale = _fit_line(sums, measured)
+        if table.scale <= 0 or table.offset < -min(measured):
+            # measurements too noisy for a line (a loaded machine): a plain ratio is the safer fit
+            table.offset, table.scale = 0.0, sum(measured) / max(sum(sums), 1e-9)
+        table.calibration = [{"blocks_us": round(b, 1), "measured_us": round(m, 1)} for b, m in zip(sums, measured)]
+        return table
+
+
+def random_arch(supernet: Arch, mean_keep: float, rng: random.Random) -> Arch:
+    """A random architecture of ``supernet``'s space: every kernel path and transformer keeps an independent
+    fraction drawn around ``mean_keep`` (uniform in ``[0, 2 * mean_keep]``, clipped to 1); about a tenth of the
+    paths are removed outright."""
+    blocks = []
+    for b in supernet.blocks():
+
+        def keep(n: int) -> int:
+            if n == 0 or rng.random() < 0.1:
+                return 0
+            return min(n, round(n * min(1.0, rng.uniform(0.0, 2.0 * mean_keep))))
+
+        blocks.append(b.replace(channels=tuple(keep(c) for c in b.channels), tokens=keep(b.tokens)))
+    return supernet.with_blocks(blocks)
+
+
+def _cache_path(key: str, supernet: Arch, space: str, input_size: tuple[int, int], batch_size: int) -> Path:
+    # the file name is readable; the digest makes it unique to the device key and the exact supernet
+    digest = hashlib.sha256((key + supernet.to_json()).encode()).hexdigest()[:16]
+    return cache_dir() / "latency" / f"{space}-{input_size[0]}x{input_size[1]}-b{batch_size}-{digest}.json"
+
+
+def latency_table(
+    supernet: Arch,
+    input_size: tuple[int, int] | int,
+    space: Optional[str] = None,
+    batch_size: int = 1,
+    device: str | torch.device = "cpu",
+    cache: bool = True,
+    rebuild: bool = False,
+    **build_kwargs,
+) -> LatencyTable:
+    """The latency table of ``supernet``'s space at ``input_size`` on this device: from the cache when one was built
+    with the same device, thread count and torch version, otherwise measured now (and cached)."""
+    if isinstance(input_size, int):
+        input_size = (input_size, input_size)
+    space = space or supernet.task
+    device = torch.device(device)
+    path = _cache_path(device_key(device), supernet, space, tuple(input_size), batch_size)
+    if cache and not rebuild and path.exists():
+        try:
+            table = LatencyTable.load(path)
+            if table.key == device_key(device):
+                return table
+        except (OSError, ValueError, KeyError):
+            pass  # an unreadable cache entry is only a lost measurement: measure again
+    table = LatencyTable.build(supernet, tuple(input_size), space, batch_size, device=device, **build_kwargs)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table.save(path)
+    return table
+
+
+def mean_abs_relative_error(pairs: Iterable[tuple[float, float]]) -> float:
+    """Mean of ``|predicted - measured| / measured`` over ``(predicted, measured)`` pairs."""
+    errs = [abs(p - m) / m for p, m in pairs]
+    return sum(errs) / len(errs)

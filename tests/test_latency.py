@@ -1,0 +1,145 @@
+"""The latency model: fitting, prediction, files and cache, and latency-budgeted search.
+
+The fitting tests use a synthetic timer with known terms, so they check the arithmetic exactly; one test measures
+for real on a tiny space (shapes and plumbing only: timings on shared CI machines are not asserted).
+"""
+
+import json
+import random
+
+import pytest
+import torch
+
+import hrnas
+from hrnas.arch import BlockSpec
+from hrnas.data import FashionMNISTScenes
+from hrnas.latency import BlockLatency, LatencyTable, block_shape, latency_table, random_arch
+from hrnas.search.units import CostModel
+
+SIZE = (32, 32)
+
+
+def tiny_supernet(**kw):
+    return hrnas.create_supernet("seg", space="seg_tiny", max_tokens=4, **kw)
+
+
+def true_block_us(spec: BlockSpec, hw) -> float:
+    """A synthetic device: every term known, depending on the block's shape and widths."""
+    area = hw[0] * hw[1]
+    t = 5.0 + 0.01 * spec.in_chs
+    for k, h in spec.paths:
+        t += 3.0 + k + (0.002 * area + 0.1 * k) * h
+    if spec.tokens:
+        t += 7.0 + 0.5 * spec.tokens + 0.05 * spec.tokens**2
+    return t
+
+
+def synthetic_table(supernet, scale=1.5, offset=40.0):
+    hw_of = hrnas.latency._block_inputs(supernet, SIZE)
+    by_shape = {block_shape(spec, hw_of[name]): hw_of[name] for name, spec in supernet.named_blocks()}
+
+    def time_network(arch):
+        hw = hrnas.latency._block_inputs(arch, SIZE)
+        return scale * sum(true_block_us(spec, hw[name]) for name, spec in arch.named_blocks()) + offset
+
+    assert by_shape
+    return LatencyTable.build(
+        supernet, SIZE, "seg_tiny", time_block=true_block_us, time_network=time_network, calibration_archs=4
+    )
+
+
+def test_fit_recovers_known_terms_and_predicts_networks():
+    supernet = tiny_supernet().arch
+    table = synthetic_table(supernet)
+    assert table.scale == pytest.approx(1.5) and table.offset == pytest.approx(40.0, abs=1e-6)
+    entry = next(iter(table.blocks.values()))
+    assert set(entry.channel) == {3, 5, 7} and entry.path[7] == pytest.approx(10.0)
+    rng = random.Random(0)
+    hw = hrnas.latency._block_inputs(supernet, SIZE)
+    for _ in range(5):
+        arch = random_arch(supernet, rng.uniform(0.05, 0.9), rng)
+        truth = 1.5 * sum(true_block_us(s, hw[n]) for n, s in arch.named_blocks()) + 40.0
+        assert table.predict(arch) == pytest.approx(truth / 1e3, rel=1e-9)
+    # per-unit costs: the slope of one channel of each path, and the token terms, times the network scale
+    costs = table.unit_costs(supernet)
+    name, spec = next((n, s) for n, s in supernet.named_blocks() if s.tokens)
+    channel, linear, quad = costs[name]
+    area = hw[name][0] * hw[name][1]
+    assert channel == pytest.approx(tuple(1.5 * (0.002 * area + 0.1 * k) for k, _ in spec.paths))
+    assert (linear, quad) == (pytest.approx(1.5 * 0.5), pytest.approx(1.5 * 0.05))
+
+
+def test_file_round_trip_cache_and_clear_errors(tmp_path, monkeypatch):
+    supernet = tiny_supernet().arch
+    table = synthetic_table(supernet)
+    table.save(tmp_path / "t.json")
+    again = LatencyTable.load(tmp_path / "t.json")
+    assert again == table
+    bad = json.loads((tmp_path / "t.json").read_text())
+    bad["version"] = 0
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="latency table version 0 is not 1; build it again"):
+        LatencyTable.load(tmp_path / "bad.json")
+    # another space's block is not in the table
+    other = hrnas.create_supernet("cls", space="cls_tiny").arch
+    with pytest.raises(KeyError, match="has no entry for block"):
+        table.predict(other)
+    # the cache: built once per device key and supernet, then read back
+    monkeypatch.setenv("HRNAS_CACHE_DIR", str(tmp_path / "cache"))
+    calls = []
+    original = LatencyTable.build.__func__
+
+    def counting(cls, *args, **kwargs):
+        calls.append(1)
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(LatencyTable, "build", classmethod(counting))
+    kw = dict(repeats=1, calibration_archs=1)
+    first = latency_table(supernet, 32, **kw)
+    second = latency_table(supernet, 32, **kw)
+    assert len(calls) == 1 and second == first
+    latency_table(tiny_supernet(transformers=False).arch, 32, **kw)  # another supernet: measured anew
+    assert len(calls) == 2
+    assert len(list((tmp_path / "cache" / "latency").glob("*.json"))) == 2
+
+
+def test_real_measurement_on_a_tiny_space():
+    supernet = tiny_supernet().arch
+    table = LatencyTable.build(supernet, SIZE, "seg_tiny", repeats=2, calibration_archs=2)
+    assert len(table.blocks) == len({block_shape(s, hw) for s, hw in _shapes(supernet, SIZE)})
+    assert all(isinstance(e, BlockLatency) and e.base > 0 for e in table.blocks.values())
+    assert len(table.calibration) == 4 and table.predict(supernet) > 0
+
+
+def _shapes(arch, size):
+    hw = hrnas.latency._block_inputs(arch, size)
+    return [(s, hw[n]) for n, s in arch.named_blocks()]
+
+
+def test_latency_budgeted_search_ends_inside_the_budget():
+    supernet = tiny_supernet()
+    table = synthetic_table(supernet.arch)
+    full = table.predict(supernet.arch)
+    target = 0.5 * full
+    scenes = FashionMNISTScenes("train", 64, canvas=32, seed=3), FashionMNISTScenes("val", 16, canvas=32, seed=3)
+    small = dict(steps=18, batch_size=8, shrink_every=3, eval_every=9, calib_batches=1, progress=False)
+    torch.manual_seed(0)
+    res = hrnas.search(supernet, *scenes, latency_ms=target, latency_model=table, input_size=SIZE, **small)
+    assert 0.9 * target <= table.predict(res.arch) <= target
+    assert res.history[-1]["cost"] == round(1e3 * table.predict(res.arch))
+    # the penalty weights units by their measured time, not their MACs
+    model = CostModel(SIZE, "latency", latency_table=table)
+    name, spec = next((n, s) for n, s in supernet.arch.named_blocks() if s.hidden)
+    assert model.blocks(supernet.arch)[name].channel == table.unit_costs(supernet.arch)[name][0]
+
+
+def test_latency_budget_errors():
+    supernet = tiny_supernet()
+    table = synthetic_table(supernet.arch)
+    scenes = FashionMNISTScenes("train", 16, canvas=32, seed=3), None
+    with pytest.raises(ValueError, match="give one of budget= \\(MACs\\), params= or latency_ms=, not budget and"):
+        hrnas.search(supernet, *scenes, budget="1M", latency_ms=5.0, input_size=SIZE)
+    with pytest.raises(ValueError, match="the latency table was measured at 32x32, the budget is at 64x64"):
+        hrnas.search(supernet, *scenes, latency_ms=5.0, latency_model=table, input_size=(64, 64))
+    with pytest.raises(ValueError, match="us of predicted latency at 32x32 is unreachable"):
+        hrnas.search(supernet, *scenes, latency_ms=1e-3, latency_model=table, input_size=SIZE, batch_size=8)
