@@ -15,6 +15,7 @@ Four parts, in one run:
 
     python benchmarks/latency_model.py            # ~20 min on 2 idle cores
     python benchmarks/latency_model.py --quick    # smoke test: tiny sizes, few steps, 1 seed
+    python benchmarks/latency_model.py --predictor-only   # part 1 alone (~3 min)
 
 Writes benchmarks/results/latency_model.md and .csv (``--quick``: ``latency_model_quick.*``).
 """
@@ -43,8 +44,10 @@ RESULTS = Path(__file__).parent / "results"
 SEG = TASKS["seg"]
 
 
-def measure(archs: dict, size: tuple[int, int], rounds: int) -> dict:
-    """Median latency (ms) of each architecture, one forward per network per round, round-robin."""
+def measure(archs: dict, size: tuple[int, int], rounds: int, reps: int = 3) -> dict:
+    """Median latency (ms) of each architecture: rounds over the networks, each visit one untimed forward (it
+    brings the network's weights and oneDNN primitives back into the caches: cycling through 20 networks evicts
+    them, which made every forward about 2x slower than a network running alone) then ``reps`` timed ones."""
     import torch
 
     import hrnas
@@ -61,9 +64,11 @@ def measure(archs: dict, size: tuple[int, int], rounds: int) -> dict:
                 m(x)
         for _ in range(rounds):
             for key, m in models.items():
-                t0 = time.perf_counter()
                 m(x)
-                times[key].append(time.perf_counter() - t0)
+                for _ in range(reps):
+                    t0 = time.perf_counter()
+                    m(x)
+                    times[key].append(time.perf_counter() - t0)
     return {key: 1e3 * statistics.median(t) for key, t in times.items()}
 
 
@@ -126,6 +131,7 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--predictor-only", action="store_true", help="part 1 only (writes latency_model_predictor.*)")
     args = p.parse_args(argv)
 
     import torch
@@ -138,7 +144,7 @@ def main(argv=None) -> None:
     task_cfg = dict(SEG, train=160, val=32) if quick else dict(SEG)
     size = task_cfg["size"]
     steps = 24 if quick else int(round(task_cfg["epochs"] * (task_cfg["train"] // TRAIN["batch_size"])))
-    rounds = 5 if quick else 30
+    rounds = 3 if quick else 10
     meta = dict(threads=torch.get_num_threads(), torch=torch.__version__, steps=steps, seeds=seeds)
     rows: list[dict] = []
     began = time.perf_counter()
@@ -148,6 +154,10 @@ def main(argv=None) -> None:
         rows += predictor_accuracy("seg_tiny", [32, 64], n_archs=4, rounds=3, repeats=2)
     else:
         rows += predictor_accuracy("seg", [128, 256], n_archs=20, rounds=rounds, repeats=10)
+    if args.predictor_only:
+        meta.update(minutes=round((time.perf_counter() - began) / 60, 1))
+        write(rows, meta, args.out, ("_quick" if quick else "") + "_predictor")
+        return
 
     supernet = hrnas.create_supernet("seg", space=task_cfg["space"], transformers=True).arch
     full_macs = hrnas.count_macs(supernet, size)
@@ -200,6 +210,11 @@ def main(argv=None) -> None:
     write(rows, meta, args.out, "_quick" if quick else "")
 
 
+def _flags(suffix: str) -> str:
+    flags = (("quick", "_quick" in suffix), ("predictor-only", "_predictor" in suffix))
+    return "".join(f" --{name}" for name, on in flags if on)
+
+
 def _mare(rows):
     return statistics.fmean(abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows)
 
@@ -218,7 +233,7 @@ def write(rows: list[dict], meta: dict, out: Path, suffix: str) -> None:
     lines = [
         "# Latency model and latency-aware search",
         "",
-        f"Produced by `python benchmarks/latency_model.py{' --quick' if suffix else ''}` in {meta['minutes']} min "
+        f"Produced by `python benchmarks/latency_model.py{_flags(suffix)}` in {meta['minutes']} min "
         f"({meta['threads']} threads, torch {meta['torch']}). Latency: batch 1, eval mode, channels_last, median "
         "of round-robin runs.",
         "",
@@ -234,6 +249,10 @@ def write(rows: list[dict], meta: dict, out: Path, suffix: str) -> None:
             f"| {space} | {size}x{size} | {len(rs)} | {rs[0]['build_s']} | {100 * _mare(rs):.1f} % | "
             f"{100 * worst:.1f} % |"
         )
+    if not search:
+        write_atomic(out / f"latency_model{suffix}.md", "\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
     lines += ["", f"## 2-4. Searches (seg_tiny, Fashion-MNIST scenes 64x64, {meta['steps']} steps; X = "
               f"{meta['target_ms']} ms, the measured latency of the MACs searches)", "",
               "| run | seed | member | budget | MMACs | predicted ms | measured ms | measured / X | mIoU |",
