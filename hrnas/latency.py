@@ -113,6 +113,19 @@ def _fit_quadratic(xs: list[float], ys: list[float]) -> tuple[float, float, floa
     return coef[0], coef[1], coef[2]
 
 
+def _fit_token_curve(ns: list[float], ys: list[float]) -> tuple[float, float, float]:
+    """``t0 + t1 n + t2 n^2`` with ``t1, t2 >= 0``: a token never makes a network faster, and a negative cost
+    would turn the penalty into a reward (measurement noise on a transformer that costs little can fit one)."""
+    if len(ns) >= 3:
+        t0, t1, t2 = _fit_quadratic(ns, ys)
+        if t1 >= 0 and t2 >= 0:
+            return t0, t1, t2
+    t0, t1 = _fit_line(ns, ys)
+    if t1 >= 0:
+        return t0, t1, 0.0
+    return sum(ys) / len(ys), 0.0, 0.0
+
+
 @dataclass
 class LatencyTable:
     """Latency terms of every block shape of a space at one input size, plus the network-level fit.
@@ -263,11 +276,7 @@ class LatencyTable:
             if spec.tokens > 0:
                 counts = sorted({1, max(1, spec.tokens // 4), max(1, spec.tokens // 2), spec.tokens})
                 ys = [time_block(empty.replace(tokens=n), hw) - base for n in counts]
-                if len(counts) >= 3:
-                    token = _fit_quadratic([float(n) for n in counts], ys)
-                else:
-                    t0, t1 = _fit_line([float(n) for n in counts], ys)
-                    token = (t0, t1, 0.0)
+                token = _fit_token_curve([float(n) for n in counts], ys)
             blocks[shape] = BlockLatency(base, paths, channels, tuple(token))
 
         table = cls(device_key(device), space, input_size, batch_size, blocks)

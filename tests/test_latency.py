@@ -69,6 +69,20 @@ def test_fit_recovers_known_terms_and_predicts_networks():
     assert (linear, quad) == (pytest.approx(1.5 * 0.5), pytest.approx(1.5 * 0.05))
 
 
+def test_no_unit_ever_has_a_negative_cost():
+    # a device on which more tokens look faster (noise on a cheap transformer): the fit must not reward tokens
+    supernet = tiny_supernet().arch
+
+    def noisy(spec, hw):
+        return true_block_us(spec, hw) - (30.0 * spec.tokens if spec.tokens else 0.0)
+
+    table = LatencyTable.build(supernet, SIZE, "seg_tiny", time_block=noisy, time_network=lambda a: 100.0)
+    assert all(e.token[1] >= 0 and e.token[2] >= 0 for e in table.blocks.values())
+    model = CostModel(SIZE, "latency", latency_table=table)
+    pens = model.penalties(supernet, model.normalizer(supernet))
+    assert all(float(vec.min()) >= 0 and tok >= 0 for vec, tok in pens.values())
+
+
 def test_file_round_trip_cache_and_clear_errors(tmp_path, monkeypatch):
     supernet = tiny_supernet().arch
     table = synthetic_table(supernet)
