@@ -157,3 +157,17 @@ def test_latency_budget_errors():
         hrnas.search(supernet, *scenes, latency_ms=5.0, latency_model=table, input_size=(64, 64))
     with pytest.raises(ValueError, match="us of predicted latency at 32x32 is unreachable"):
         hrnas.search(supernet, *scenes, latency_ms=1e-3, latency_model=table, input_size=SIZE, batch_size=8)
+
+
+def test_search_measures_or_reuses_the_table_by_itself(tmp_path, monkeypatch):
+    # no table given: the search takes this device's cached table for the supernet (here put there beforehand with
+    # a synthetic timer, so that nothing is timed in the test)
+    monkeypatch.setenv("HRNAS_CACHE_DIR", str(tmp_path))
+    supernet = tiny_supernet(transformers=False)
+    cached = latency_table(supernet.arch, SIZE, time_block=true_block_us, time_network=lambda a: 500.0)
+    target = 0.6 * cached.predict(supernet.arch)
+    scenes = FashionMNISTScenes("train", 32, canvas=32, seed=3), None
+    small = dict(steps=6, batch_size=8, shrink_every=2, calib_batches=1, progress=False)
+    res = hrnas.search(supernet, *scenes, latency_ms=target, input_size=SIZE, **small)
+    assert res.budget_kind == "latency" and res.budget == round(1e3 * target)
+    assert 0.9 * target <= cached.predict(res.arch) <= target

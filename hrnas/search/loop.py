@@ -284,9 +284,17 @@ class _Run:
 
         if self.cfg.latency_table:
             return LatencyTable.load(self.cfg.latency_table)
-        if self.rank == 0 and self.cfg.progress:
-            print("measuring the latency of the supernet's blocks on this device (cached for later runs)", flush=True)
-        return latency_table(supernet.arch, self.cost_size, device=self.device)
+        table = None
+        if self.rank == 0:
+            if self.cfg.progress:
+                print("measuring the latency of the supernet's blocks on this device (cached for later runs)")
+            table = latency_table(supernet.arch, self.cost_size, device=self.device).to_dict()
+        if self.world > 1:
+            # every rank must penalise with the same costs: rank 0's measurement is the run's
+            payload = [table]
+            torch.distributed.broadcast_object_list(payload, src=0)
+            table = payload[0]
+        return LatencyTable.from_dict(table)
 
     def _check_budget(self, budget: int) -> None:
         unit = {"macs": "MACs", "params": "params", "latency": "us of predicted latency"}[self.cost_model.metric]
