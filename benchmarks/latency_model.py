@@ -216,7 +216,9 @@ def _flags(suffix: str) -> str:
 
 
 def _mare(rows):
-    return statistics.fmean(abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rows)
+    from hrnas.latency import mean_abs_relative_error
+
+    return mean_abs_relative_error((r["predicted_ms"], r["measured_ms"]) for r in rows)
 
 
 def write(rows: list[dict], meta: dict, out: Path, suffix: str) -> None:

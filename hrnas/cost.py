@@ -131,11 +131,17 @@ def block_params(spec: BlockSpec) -> int:
     return n + transformer_params(spec.in_chs, spec.out_chs, spec.tokens)
 
 
-def block_macs_table(arch: Arch, input_size: int | tuple[int, int]) -> dict[str, int]:
-    """MACs of every block of ``arch`` at ``input_size``, keyed by block name."""
+def block_input_sizes(arch: Arch, input_size: int | tuple[int, int]) -> dict[str, tuple[int, int]]:
+    """Spatial size of every block's input at ``input_size``, keyed by block name."""
     sizes = feature_sizes(input_size, levels=len(arch.stages) + 4)
     strides = arch.block_input_strides()
-    return {name: block_macs(b, sizes[int(math.log2(strides[name]))]) for name, b in arch.named_blocks()}
+    return {name: sizes[int(math.log2(strides[name]))] for name, _ in arch.named_blocks()}
+
+
+def block_macs_table(arch: Arch, input_size: int | tuple[int, int]) -> dict[str, int]:
+    """MACs of every block of ``arch`` at ``input_size``, keyed by block name."""
+    hw = block_input_sizes(arch, input_size)
+    return {name: block_macs(b, hw[name]) for name, b in arch.named_blocks()}
 
 
 def count_macs(arch: Arch, input_size: int | tuple[int, int], in_chans: int = 3) -> int:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
 from dataclasses import asdict, dataclass
@@ -38,9 +37,16 @@ import torch
 from ._files import write_atomic
 from ._measure import cache_dir, device_key, median_time
 from .arch import Arch, BlockSpec
-from .cost import feature_sizes
+from .cost import block_input_sizes
 
-__all__ = ["BlockLatency", "LatencyTable", "latency_table", "measure_latency", "random_arch"]
+__all__ = [
+    "BlockLatency",
+    "LatencyTable",
+    "latency_table",
+    "mean_abs_relative_error",
+    "measure_latency",
+    "random_arch",
+]
 
 TABLE_VERSION = 1
 
@@ -63,21 +69,11 @@ class BlockLatency:
             t += self.token[0] + self.token[1] * n + self.token[2] * n * n
         return t
 
-    def token_unit(self, live_tokens: int) -> tuple[float, float]:
-        """``(linear, quadratic)`` coefficients so that a token costs ``linear + quadratic * (2L - 1)`` at ``L``."""
-        return self.token[1], self.token[2]
-
 
 def block_shape(spec: BlockSpec, input_hw: tuple[int, int]) -> str:
     """The key of a block's latency entry: everything but its widths and token count."""
     h, w = input_hw
     return f"in{spec.in_chs}-out{spec.out_chs}-s{spec.stride}-se{spec.se_ratio:g}-{spec.act}-hw{h}x{w}"
-
-
-def _block_inputs(arch: Arch, input_size: tuple[int, int]) -> dict[str, tuple[int, int]]:
-    sizes = feature_sizes(input_size, levels=len(arch.stages) + 4)
-    strides = arch.block_input_strides()
-    return {name: sizes[int(math.log2(strides[name]))] for name, _ in arch.named_blocks()}
 
 
 def measure_latency(
@@ -156,7 +152,7 @@ class LatencyTable:
 
     def block_latencies(self, arch: Arch) -> dict[str, float]:
         """Predicted microseconds of every block of ``arch`` (before the network-level scale)."""
-        hw = _block_inputs(arch, self.input_size)
+        hw = block_input_sizes(arch, self.input_size)
         return {name: self._entry(name, spec, hw[name]).predict(spec) for name, spec in arch.named_blocks()}
 
     def predict(self, arch: Arch) -> float:
@@ -165,13 +161,13 @@ class LatencyTable:
 
     def unit_costs(self, arch: Arch) -> dict[str, tuple[tuple[float, ...], float, float]]:
         """Per block: microseconds of one hidden channel of each existing path, and the token coefficients."""
-        hw = _block_inputs(arch, self.input_size)
+        hw = block_input_sizes(arch, self.input_size)
         out = {}
         for name, spec in arch.named_blocks():
             e = self._entry(name, spec, hw[name])
             channel = tuple(self.scale * e.channel[k] for k, _ in spec.paths)
-            lin, quad = e.token_unit(spec.tokens)
-            out[name] = (channel, self.scale * lin, self.scale * quad)
+            # a token costs token_1 + token_2 * (2L - 1) at L live tokens (the marginal of the fitted quadratic)
+            out[name] = (channel, self.scale * e.token[1], self.scale * e.token[2])
         return out
 
     # -- files --------------------------------------------------------------------------------------------
@@ -237,7 +233,7 @@ class LatencyTable:
 
         device = torch.device(device)
         input_size = (int(input_size[0]), int(input_size[1]))
-        hw_of = _block_inputs(supernet, input_size)
+        hw_of = block_input_sizes(supernet, input_size)
         shapes: dict[str, tuple[BlockSpec, tuple[int, int]]] = {}
         for name, spec in supernet.named_blocks():
             shapes.setdefault(block_shape(spec, hw_of[name]), (spec, hw_of[name]))

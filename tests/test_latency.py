@@ -12,6 +12,7 @@ import torch
 
 import hrnas
 from hrnas.arch import BlockSpec
+from hrnas.cost import block_input_sizes
 from hrnas.data import FashionMNISTScenes
 from hrnas.latency import BlockLatency, LatencyTable, block_shape, latency_table, random_arch
 from hrnas.search.units import CostModel
@@ -35,11 +36,11 @@ def true_block_us(spec: BlockSpec, hw) -> float:
 
 
 def synthetic_table(supernet, scale=1.5, offset=40.0):
-    hw_of = hrnas.latency._block_inputs(supernet, SIZE)
+    hw_of = block_input_sizes(supernet, SIZE)
     by_shape = {block_shape(spec, hw_of[name]): hw_of[name] for name, spec in supernet.named_blocks()}
 
     def time_network(arch):
-        hw = hrnas.latency._block_inputs(arch, SIZE)
+        hw = block_input_sizes(arch, SIZE)
         return scale * sum(true_block_us(spec, hw[name]) for name, spec in arch.named_blocks()) + offset
 
     assert by_shape
@@ -55,7 +56,7 @@ def test_fit_recovers_known_terms_and_predicts_networks():
     entry = next(iter(table.blocks.values()))
     assert set(entry.channel) == {3, 5, 7} and entry.path[7] == pytest.approx(10.0)
     rng = random.Random(0)
-    hw = hrnas.latency._block_inputs(supernet, SIZE)
+    hw = block_input_sizes(supernet, SIZE)
     for _ in range(5):
         arch = random_arch(supernet, rng.uniform(0.05, 0.9), rng)
         truth = 1.5 * sum(true_block_us(s, hw[n]) for n, s in arch.named_blocks()) + 40.0
@@ -126,7 +127,7 @@ def test_real_measurement_on_a_tiny_space():
 
 
 def _shapes(arch, size):
-    hw = hrnas.latency._block_inputs(arch, size)
+    hw = block_input_sizes(arch, size)
     return [(s, hw[n]) for n, s in arch.named_blocks()]
 
 

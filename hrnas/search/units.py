@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from ..arch import Arch, BlockSpec
-from ..cost import TOKEN_DIM, TOKEN_FFN, count_macs, count_params, feature_sizes
+from ..cost import TOKEN_DIM, TOKEN_FFN, block_input_sizes, count_macs, count_params
 
 __all__ = ["BlockCosts", "CostModel", "block_costs"]
 
@@ -121,11 +121,8 @@ class CostModel:
                 name: BlockCosts(channel, linear, quad)
                 for name, (channel, linear, quad) in self.latency_table.unit_costs(arch).items()
             }
-        sizes = feature_sizes(self.input_size, levels=len(arch.stages) + 4)
-        strides = arch.block_input_strides()
-        return {
-            name: block_costs(b, sizes[int(math.log2(strides[name]))], self.metric) for name, b in arch.named_blocks()
-        }
+        hw = block_input_sizes(arch, self.input_size)
+        return {name: block_costs(b, hw[name], self.metric) for name, b in arch.named_blocks()}
 
     def normalizer(self, arch: Arch) -> float:
         """Mean unit cost over all channels and tokens of ``arch`` (the penalty's unit-weighted normaliser)."""
