@@ -7,7 +7,9 @@ Four parts, in one run:
    mode, channels_last, the thread count of this process), measured round-robin so that passing load hits every
    network alike.
 2. A latency-budgeted search on the CPU preset (``seg_tiny``, Fashion-MNIST scenes at 64x64, the settings of
-   ``benchmarks/search_quality.py``): its measured latency against the target X.
+   ``benchmarks/search_quality.py``): its measured latency against the target X, with the search's measured
+   feedback (the default) and, once, with the table's prediction alone. These run one at a time in the main process,
+   on the thread count the table was measured with; the other searches run in parallel worker processes first.
 3. At equal latency: X is the measured latency of the MACs-budgeted search at 10 % of the supernet's MACs (the
    search of ``search_quality.py``); the latency-budgeted search at X is compared with it, 2 seeds each.
 4. A family: one run with three MACs budgets (40 %, 20 %, 10 %) against three separate single-budget searches
@@ -45,31 +47,17 @@ SEG = TASKS["seg"]
 
 
 def measure(archs: dict, size: tuple[int, int], rounds: int, reps: int = 3) -> dict:
-    """Median latency (ms) of each architecture: rounds over the networks, each visit one untimed forward (it
-    brings the network's weights and oneDNN primitives back into the caches: cycling through 20 networks evicts
-    them, which made every forward about 2x slower than a network running alone) then ``reps`` timed ones."""
+    """Median latency (ms) of each architecture, measured side by side (``hrnas.latency.measure_latencies``)."""
     import torch
 
     import hrnas
+    from hrnas.latency import measure_latencies
 
-    x = torch.randn(1, 3, *size).contiguous(memory_format=torch.channels_last)
-    models = {}
-    for key, arch in archs.items():
+    models = []
+    for arch in archs.values():
         torch.manual_seed(0)
-        models[key] = hrnas.HRNASNet(arch).eval().to(memory_format=torch.channels_last)
-    times = {key: [] for key in models}
-    with torch.no_grad():
-        for m in models.values():
-            for _ in range(3):
-                m(x)
-        for _ in range(rounds):
-            for key, m in models.items():
-                m(x)
-                for _ in range(reps):
-                    t0 = time.perf_counter()
-                    m(x)
-                    times[key].append(time.perf_counter() - t0)
-    return {key: 1e3 * statistics.median(t) for key, t in times.items()}
+        models.append(hrnas.HRNASNet(arch))
+    return dict(zip(archs, measure_latencies(models, size, rounds=rounds, reps=reps)))
 
 
 def predictor_accuracy(space: str, sizes: list[int], n_archs: int, rounds: int, repeats: int) -> list[dict]:
@@ -80,7 +68,7 @@ def predictor_accuracy(space: str, sizes: list[int], n_archs: int, rounds: int, 
     rows = []
     for size in sizes:
         t0 = time.perf_counter()
-        table = LatencyTable.build(supernet, (size, size), space, repeats=repeats)
+        table = LatencyTable.build(supernet, (size, size), space, repeats=repeats, rounds=min(rounds, 5))
         build_s = time.perf_counter() - t0
         rng = random.Random(1000 + size)  # not the table's calibration draws
         archs = {i: random_arch(supernet, rng.uniform(0.05, 0.9), rng) for i in range(n_archs)}
@@ -98,12 +86,15 @@ def predictor_accuracy(space: str, sizes: list[int], n_archs: int, rounds: int, 
 
 
 def run_search(job: dict) -> dict:
-    """One search in a worker process (1 thread); returns its architecture and metric."""
+    """One search; returns its architectures and metrics. In a worker process it runs on 1 thread; latency-budgeted
+    searches run in the main process, alone, on the thread count their latency table was measured with (they time
+    their own network near the budget)."""
     import torch
 
     import hrnas
 
-    torch.set_num_threads(1)
+    if job.get("threads"):
+        torch.set_num_threads(job["threads"])
     t = job["task_cfg"]
     size = t["size"]
     train, val = _datasets("seg", t["train"], t["val"], size)
@@ -121,7 +112,10 @@ def run_search(job: dict) -> dict:
         job=job["name"],
         seed=job["seed"],
         train_s=round(time.perf_counter() - start, 1),
-        members=[dict(arch=m.arch.to_dict(), metric=m.metric, macs=m.macs, budget=m.budget) for m in members],
+        members=[
+            dict(arch=m.arch.to_dict(), metric=m.metric, macs=m.macs, budget=m.budget, in_search=m.measured_latency_ms)
+            for m in members
+        ],
     )
 
 
@@ -163,12 +157,14 @@ def main(argv=None) -> None:
     full_macs = hrnas.count_macs(supernet, size)
     pool = ProcessPoolExecutor(max_workers=args.workers)
     with tempfile.TemporaryDirectory() as tmp:
-        table = LatencyTable.build(supernet, (size, size), task_cfg["space"], repeats=2 if quick else 15)
+        table = LatencyTable.build(
+            supernet, (size, size), task_cfg["space"], repeats=2 if quick else 15, rounds=2 if quick else 5
+        )
         table_path = os.path.join(tmp, "table.json")
         table.save(table_path)
 
-        def job(name, seed, budget, n_steps=steps):
-            return dict(name=name, seed=seed, budget=budget, steps=n_steps, task_cfg=task_cfg)
+        def job(name, seed, budget, n_steps=steps, threads=1):
+            return dict(name=name, seed=seed, budget=budget, steps=n_steps, task_cfg=task_cfg, threads=threads)
 
         print("2-3. MACs-budgeted searches at 10 % (the reference for equal latency)", flush=True)
         macs_runs = list(pool.map(run_search, [job("macs", s, dict(budget=int(0.1 * full_macs))) for s in seeds]))
@@ -183,13 +179,18 @@ def main(argv=None) -> None:
             target = (fixed + full) / 2
             meta["target_note"] = "X was outside the latency table's range and was replaced by its middle"
 
-        print("2-4. latency-budgeted searches at X; a family of three budgets; three separate searches", flush=True)
+        print("4. a family of three budgets; three separate searches", flush=True)
         fractions = [0.4, 0.2, 0.1]
-        jobs = [job("latency", s, dict(latency_ms=target, latency_table=table_path)) for s in seeds]
-        jobs.append(job("family", 0, dict(budget=[int(f * full_macs) for f in fractions])))
+        jobs = [job("family", 0, dict(budget=[int(f * full_macs) for f in fractions]))]
         jobs += [job(f"single {f:.0%}", 0, dict(budget=int(f * full_macs)), steps // 3) for f in fractions]
         runs = macs_runs + list(pool.map(run_search, jobs))
-    pool.shutdown()
+        pool.shutdown()
+        print("2-3. latency-budgeted searches at X, one at a time (with and without measured feedback)", flush=True)
+        lat = dict(latency_ms=target, latency_table=table_path)
+        threads = torch.get_num_threads()
+        jobs = [job("latency", s, lat, threads=threads) for s in seeds]
+        jobs.append(job("latency, table only", 0, dict(lat, latency_feedback=False), threads=threads))
+        runs += [run_search(j) for j in jobs]
 
     archs = {}
     for r in runs:
@@ -204,6 +205,7 @@ def main(argv=None) -> None:
                     part="search", job=r["job"], seed=r["seed"], member=i, metric=round(m["metric"], 4),
                     macs=m["macs"], budget=m["budget"], predicted_ms=round(table.predict(arch), 3),
                     measured_ms=round(latency[(r["job"], r["seed"], i)], 3), train_s=r["train_s"],
+                    measured_in_search_ms=m["in_search"],
                 )
             )  # fmt: skip
     meta.update(target_ms=round(target, 3), full_macs=full_macs, minutes=round((time.perf_counter() - began) / 60, 1))
@@ -257,13 +259,17 @@ def write(rows: list[dict], meta: dict, out: Path, suffix: str) -> None:
         return
     lines += ["", f"## 2-4. Searches (seg_tiny, Fashion-MNIST scenes 64x64, {meta['steps']} steps; X = "
               f"{meta['target_ms']} ms, the measured latency of the MACs searches)", "",
-              "| run | seed | member | budget | MMACs | predicted ms | measured ms | measured / X | mIoU |",
-              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+              "Predicted: the latency table alone. Measured: side by side after all runs. In search: the search's own "
+              "measurement of its final network (latency budgets with feedback, the default).", "",
+              "| run | seed | member | budget | MMACs | predicted ms | measured ms | in search ms | measured / X "
+              "| mIoU |",
+              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in search:
-        budget = f"{r['budget'] / 1e3:.2f} ms" if r["job"] == "latency" else f"{r['budget'] / 1e6:.2f} M"
+        budget = f"{r['budget'] / 1e3:.2f} ms" if r["job"].startswith("latency") else f"{r['budget'] / 1e6:.2f} M"
         lines.append(
             f"| {r['job']} | {r['seed']} | {r['member']} | {budget} | {r['macs'] / 1e6:.2f} | {r['predicted_ms']} | "
-            f"{r['measured_ms']} | {r['measured_ms'] / meta['target_ms']:.3f} | {r['metric']} |"
+            f"{r['measured_ms']} | {r.get('measured_in_search_ms') or ''} | "
+            f"{r['measured_ms'] / meta['target_ms']:.3f} | {r['metric']} |"
         )
     lat = [r for r in search if r["job"] == "latency"]
     macs = [r for r in search if r["job"] == "macs"]

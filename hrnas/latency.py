@@ -28,9 +28,10 @@ import hashlib
 import json
 import os
 import random
+import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 import torch
 
@@ -44,6 +45,7 @@ __all__ = [
     "LatencyTable",
     "latency_table",
     "mean_abs_relative_error",
+    "measure_latencies",
     "measure_latency",
     "random_arch",
 ]
@@ -86,19 +88,48 @@ def measure_latency(
 ) -> float:
     """Median latency in milliseconds of ``model`` in the form the latency model predicts (eval, channels_last,
     no_grad) on one random batch."""
+    (ms,) = measure_latencies([model], input_size, batch_size, rounds=1, reps=repeats, device=device, in_chans=in_chans)
+    return ms
+
+
+def measure_latencies(
+    models: Sequence[torch.nn.Module],
+    input_size: tuple[int, int],
+    batch_size: int = 1,
+    rounds: int = 5,
+    reps: int = 3,
+    device: str | torch.device = "cpu",
+    in_chans: int = 3,
+) -> list[float]:
+    """Median latencies in milliseconds of several models measured side by side (eval, channels_last, no_grad).
+
+    ``rounds`` passes over the models; each visit runs one untimed forward, then ``reps`` timed ones. Interleaving
+    spreads passing load on a shared machine over every model alike, and the untimed forward brings a model's
+    weights and kernels back into the caches (cycling through many networks evicts them, and the first forward
+    after an eviction is up to 2x slower than the ones that follow).
+    """
     device = torch.device(device)
-    model = model.eval().to(device, memory_format=torch.channels_last)
+    models = [m.eval().to(device, memory_format=torch.channels_last) for m in models]
     x = torch.randn(batch_size, in_chans, *input_size, device=device).contiguous(memory_format=torch.channels_last)
+    times: list[list[float]] = [[] for _ in models]
     with torch.no_grad():
-        return 1e3 * median_time(lambda: model(x), device, repeats=repeats, warmup=3)
+        for m in models:
+            for _ in range(2):
+                m(x)
+        for _ in range(rounds):
+            for i, m in enumerate(models):
+                times[i].append(median_time(lambda m=m: m(x), device, repeats=reps, warmup=1))
+    return [1e3 * statistics.median(t) for t in times]
 
 
-def _fit_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
-    """Least-squares ``(intercept, slope)``."""
-    n = len(xs)
-    mx, my = sum(xs) / n, sum(ys) / n
-    var = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / var if var else 0.0
+def _fit_line(xs: list[float], ys: list[float], weights: Optional[list[float]] = None) -> tuple[float, float]:
+    """Weighted least-squares ``(intercept, slope)``."""
+    w = weights or [1.0] * len(xs)
+    sw = sum(w)
+    mx = sum(wi * x for wi, x in zip(w, xs)) / sw
+    my = sum(wi * y for wi, y in zip(w, ys)) / sw
+    var = sum(wi * (x - mx) ** 2 for wi, x in zip(w, xs))
+    slope = sum(wi * (x - mx) * (y - my) for wi, x, y in zip(w, xs, ys)) / var if var else 0.0
     return my - slope * mx, slope
 
 
@@ -215,7 +246,8 @@ class LatencyTable:
         space: str = "custom",
         batch_size: int = 1,
         repeats: int = 15,
-        calibration_archs: int = 6,
+        calibration_archs: int = 10,
+        rounds: int = 5,
         device: str | torch.device = "cpu",
         seed: int = 0,
         progress: Optional[Callable[[str], None]] = None,
@@ -225,8 +257,9 @@ class LatencyTable:
         """Measure every distinct block shape of ``supernet`` at ``input_size`` and fit the terms.
 
         ``calibration_archs`` random architectures of the space (plus the supernet and the empty network) are
-        timed whole to fit the network-level ``scale`` and ``offset``. ``time_block(spec, input_hw)`` and
-        ``time_network(arch)`` (microseconds) replace the measurements, for tests and for other timers.
+        timed whole, side by side over ``rounds`` rounds, to fit the network-level ``scale`` and ``offset``.
+        ``time_block(spec, input_hw)`` and ``time_network(arch)`` (microseconds) replace the measurements, for tests
+        and for other timers.
         """
         from .layers import MixedKernelBlock
         from .net import HRNASNet
@@ -244,11 +277,14 @@ class LatencyTable:
             with torch.no_grad():
                 return 1e6 * median_time(lambda: block(x), device, repeats=repeats, warmup=3)
 
-        def measure_network(arch: Arch) -> float:
-            return 1e3 * measure_latency(HRNASNet(arch), input_size, batch_size, repeats, device)
+        def measure_networks(archs: list[Arch]) -> list[float]:
+            if time_network is not None:
+                return [time_network(a) for a in archs]
+            # side by side, in rounds, as a user's own comparison of networks would measure them
+            models = [HRNASNet(arch) for arch in archs]
+            return [1e3 * t for t in measure_latencies(models, input_size, batch_size, rounds, 3, device)]
 
         time_block = time_block or measure_block
-        time_network = time_network or measure_network
 
         blocks = {}
         for i, (shape, (spec, hw)) in enumerate(shapes.items()):
@@ -283,13 +319,12 @@ class LatencyTable:
         )
         archs = [supernet, empty_net]
         archs += [random_arch(supernet, rng.uniform(0.05, 0.8), rng) for _ in range(calibration_archs)]
-        sums, measured = [], []
-        for i, arch in enumerate(archs):
-            if progress:
-                progress(f"whole network {i + 1}/{len(archs)}")
-            sums.append(sum(table.block_latencies(arch).values()))
-            measured.append(time_network(arch))
-        table.offset, table.scale = _fit_line(sums, measured)
+        if progress:
+            progress(f"{len(archs)} whole networks, {rounds} rounds")
+        sums = [sum(table.block_latencies(arch).values()) for arch in archs]
+        measured = measure_networks(archs)
+        # relative errors are what matter (a 1 ms miss on a 5 ms network is not one on a 500 ms network)
+        table.offset, table.scale = _fit_line(sums, measured, [1.0 / m**2 for m in measured])
         if table.scale <= 0 or table.offset < -min(measured):
             # measurements too noisy for a line (a loaded machine): a plain ratio is the safer fit
             table.offset, table.scale = 0.0, sum(measured) / max(sum(sums), 1e-9)

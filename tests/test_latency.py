@@ -109,7 +109,7 @@ def test_file_round_trip_cache_and_clear_errors(tmp_path, monkeypatch):
         return original(cls, *args, **kwargs)
 
     monkeypatch.setattr(LatencyTable, "build", classmethod(counting))
-    kw = dict(repeats=1, calibration_archs=1)
+    kw = dict(repeats=1, calibration_archs=1, rounds=1)
     first = latency_table(supernet, 32, **kw)
     second = latency_table(supernet, 32, **kw)
     assert len(calls) == 1 and second == first
@@ -120,7 +120,7 @@ def test_file_round_trip_cache_and_clear_errors(tmp_path, monkeypatch):
 
 def test_real_measurement_on_a_tiny_space():
     supernet = tiny_supernet().arch
-    table = LatencyTable.build(supernet, SIZE, "seg_tiny", repeats=2, calibration_archs=2)
+    table = LatencyTable.build(supernet, SIZE, "seg_tiny", repeats=2, calibration_archs=2, rounds=2)
     assert len(table.blocks) == len({block_shape(s, hw) for s, hw in _shapes(supernet, SIZE)})
     assert all(isinstance(e, BlockLatency) and e.base > 0 for e in table.blocks.values())
     assert len(table.calibration) == 4 and table.predict(supernet) > 0
@@ -139,13 +139,68 @@ def test_latency_budgeted_search_ends_inside_the_budget():
     scenes = FashionMNISTScenes("train", 64, canvas=32, seed=3), FashionMNISTScenes("val", 16, canvas=32, seed=3)
     small = dict(steps=18, batch_size=8, shrink_every=3, eval_every=9, calib_batches=1, progress=False)
     torch.manual_seed(0)
-    res = hrnas.search(supernet, *scenes, latency_ms=target, latency_model=table, input_size=SIZE, **small)
+    res = hrnas.search(
+        supernet, *scenes, latency_ms=target, latency_model=table, input_size=SIZE, latency_feedback=False, **small
+    )
     assert 0.9 * target <= table.predict(res.arch) <= target
     assert res.history[-1]["cost"] == round(1e3 * table.predict(res.arch))
+    assert res.measured_latency_ms is None
     # the penalty weights units by their measured time, not their MACs
     model = CostModel(SIZE, "latency", latency_table=table)
     name, spec = next((n, s) for n, s in supernet.arch.named_blocks() if s.hidden)
     assert model.blocks(supernet.arch)[name].channel == table.unit_costs(supernet.arch)[name][0]
+
+
+@pytest.mark.parametrize("bias", ["uniform", "size-dependent"])
+def test_measured_latency_feedback_puts_the_found_network_on_the_budget(monkeypatch, bias):
+    # a device the table misjudges: the networks run faster than predicted (by 20 %, or by more the smaller they
+    # are, as the seg_tiny table did at 64x64); the budget must hold for the measured latency
+    supernet = tiny_supernet()
+    table = synthetic_table(supernet.arch)
+    full = table.predict(supernet.arch)
+
+    def device_ms(arch):
+        predicted = table.predict(arch)
+        return predicted * (0.8 if bias == "uniform" else 0.6 + 0.4 * predicted / full)
+
+    timed = []
+
+    def fake_measure(model, input_size, batch_size=1, repeats=20, device="cpu", in_chans=3):
+        assert tuple(input_size) == SIZE
+        timed.append(model.arch)
+        return device_ms(model.arch)
+
+    monkeypatch.setattr(hrnas.latency, "measure_latency", fake_measure)
+    target = 0.5 * full
+    scenes = FashionMNISTScenes("train", 64, canvas=32, seed=3), None
+    small = dict(steps=18, batch_size=8, shrink_every=3, calib_batches=1, progress=False)
+    torch.manual_seed(0)
+    res = hrnas.search(supernet, *scenes, latency_ms=target, latency_model=table, input_size=SIZE, **small)
+    assert res.measured_latency_ms == pytest.approx(device_ms(res.arch), rel=1e-3)
+    # costs are whole microseconds: the bound holds to within half of one
+    assert 0.9 * target - 5e-4 <= res.measured_latency_ms <= target + 5e-4
+    assert timed[-1] == res.arch and supernet.arch not in timed  # measured only near the budget
+    assert res.history[-1]["latency_correction"] == pytest.approx(device_ms(res.arch) / table.predict(res.arch), 1e-3)
+    assert "measured" in res.summary()
+    # the table alone would have missed: its prediction of the found network is well above the budget
+    assert table.predict(res.arch) > 1.05 * target
+
+
+def test_a_table_from_another_device_is_not_corrected_by_timing_here(monkeypatch):
+    supernet = tiny_supernet(transformers=False)
+    table = synthetic_table(supernet.arch)
+    table.key = "cuda:Some GPU|threads=8|torch=2.14.1"
+
+    def never(*args, **kwargs):
+        raise AssertionError("timed a network on a device the table does not describe")
+
+    monkeypatch.setattr(hrnas.latency, "measure_latency", never)
+    target = 0.6 * table.predict(supernet.arch)
+    scenes = FashionMNISTScenes("train", 32, canvas=32, seed=3), None
+    small = dict(steps=6, batch_size=8, shrink_every=2, calib_batches=1, progress=False)
+    with pytest.warns(UserWarning, match="the latency table was measured on 'cuda:Some GPU"):
+        res = hrnas.search(supernet, *scenes, latency_ms=target, latency_model=table, input_size=SIZE, **small)
+    assert res.measured_latency_ms is None and 0.9 * target - 5e-4 <= table.predict(res.arch) <= target
 
 
 def test_latency_budget_errors():
@@ -168,7 +223,7 @@ def test_search_measures_or_reuses_the_table_by_itself(tmp_path, monkeypatch):
     cached = latency_table(supernet.arch, SIZE, time_block=true_block_us, time_network=lambda a: 500.0)
     target = 0.6 * cached.predict(supernet.arch)
     scenes = FashionMNISTScenes("train", 32, canvas=32, seed=3), None
-    small = dict(steps=6, batch_size=8, shrink_every=2, calib_batches=1, progress=False)
+    small = dict(steps=6, batch_size=8, shrink_every=2, calib_batches=1, progress=False, latency_feedback=False)
     res = hrnas.search(supernet, *scenes, latency_ms=target, input_size=SIZE, **small)
     assert res.budget_kind == "latency" and res.budget == round(1e3 * target)
     assert 0.9 * target <= cached.predict(res.arch) <= target

@@ -29,6 +29,10 @@ class SearchConfig:
         latency_ms: latency ceiling instead (milliseconds at ``input_size``, batch 1, predicted by a latency table
             measured on this device: :mod:`hrnas.latency`); the penalty then weights each unit by its measured
             time.
+        latency_feedback: latency budgets: once the shrinking network nears the budget, time it on this device and
+            scale the table's prediction to the measurement (and measure the found network again after the final
+            cut, cutting further while it is over budget), so that the budget holds for measured latency, not only
+            for the table's prediction. Off: the budget is the table's prediction alone.
         family_recovery: with a list of budgets (``budget=['2.2G', '1.4G', '0.8G']``, or of ``params`` or
             ``latency_ms``), one run returns a model per budget (``SearchResult.family``): the cost stops at each
             budget for this fraction of the run, so that the network recovers, then that member is taken.
@@ -83,6 +87,7 @@ class SearchConfig:
     params: Optional[Any] = None
     latency_ms: Optional[float] = None
     latency_table: Optional[str] = None
+    latency_feedback: bool = True
     family_recovery: float = 0.05
     input_size: Optional[Tuple[int, int]] = None
     cost_num_classes: Optional[int] = None

@@ -21,6 +21,7 @@ import random
 import shutil
 import statistics
 import time
+import warnings
 from typing import Any, Callable, List, Optional
 
 import torch
@@ -28,6 +29,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .._files import is_temporary, write_atomic
+from .._measure import device_key
 from ..arch import Arch
 from ..cost import count_macs, count_params
 from ..net import HRNASNet
@@ -149,9 +151,18 @@ class _Run:
         if not size or not all(size):
             raise ValueError("input_size= is required: the (height, width) at which costs and budgets are counted")
         self.cost_size = (int(size[0]), int(size[1]))
+        self._timing_here = False  # latency feedback: this process can time networks as the table did
         if cfg.latency_ms is not None:
             table = latency_model or self._latency_table(supernet)
             self.cost_model = CostModel(self.cost_size, "latency", None, self.in_chans, latency_table=table)
+            self._timing_here = table.key == device_key(self.device)
+            if cfg.latency_feedback and not self._timing_here:
+                warnings.warn(
+                    f"the latency table was measured on {table.key!r}, this search runs on "
+                    f"{device_key(self.device)!r}: its latency budget is the table's prediction alone (no measured "
+                    "feedback); run the search where the table was measured, or pass latency_feedback=False",
+                    stacklevel=3,
+                )
         else:
             metric_name = "params" if cfg.params is not None else "macs"
             self.cost_model = CostModel(self.cost_size, metric_name, cfg.cost_num_classes, self.in_chans)
@@ -231,6 +242,8 @@ class _Run:
 
         self.step = 0
         self.family: List[dict] = []  # members taken so far: step, budget, cost, metric, directory
+        self.latency_checks: List[dict] = []  # latency budgets: measured vs predicted latency of the shrinking network
+        self._measured_arch: Optional[Arch] = None
         self.history: List[dict] = []
         self.step_times: List[float] = []
         self.step_macs: List[int] = []  # MACs of the network each step trained, to relate step time to cost
@@ -445,23 +458,30 @@ class _Run:
     # -- shrinking ----------------------------------------------------------------------------------------
 
     def shrink(self, final: bool = False, budget: Optional[float] = None) -> None:
+        """Remove units: dead ones, and live ones where the budget trajectory demands (``final``: cut inside the
+        budget, or inside the family member's ``budget``)."""
         ema_state = self.ema.shadow if self.ema is not None else None
         index = UnitIndex(
             self.arch, self.model.state_dict(), ema_state, self.cost_model, self.normalizer, self.cfg.penalty == "equal"
         )
         removed = None
         if self.rank == 0:
+            self._measure_latency(self.arch, force=final)
             sel = select_units(index, self.cfg.threshold, self.controller, self.step, final, self.min_shrink, budget)
+            if self._latency_feedback and self.controller is not None:
+                sel = self._settle_cut(index, sel, final, budget)
             removed = sel.removed
             if self.controller is not None:
                 self.controller.update(self.step, sel.cost_before, sel.cost_after, sel.forced)
         if self.world > 1:
-            # rank 0 decides; every rank applies the same removal and the same rho
-            payload = [removed, self.controller.state_dict() if self.controller else None]
+            # rank 0 decides (and measures); every rank applies the same removal, rho and latency correction
+            latency = (self.cost_model.correction, self.latency_checks, self._measured_arch)
+            payload = [removed, self.controller.state_dict() if self.controller else None, latency]
             torch.distributed.broadcast_object_list(payload, src=0)
-            removed, ctrl = payload
+            removed, ctrl, latency = payload
             if self.controller is not None:
                 self.controller.load_state_dict(ctrl)
+            self.cost_model.correction, self.latency_checks, self._measured_arch = latency
         if removed is None or not bool(removed.any()):
             return
         plan = plan_shrink(self.arch, index.keeps(removed))
@@ -477,6 +497,61 @@ class _Run:
         self.macs_now = count_macs(self.arch, self.cost_size, self.in_chans)
         self._refresh_penalties()
         self.ddp = self._wrap(self.model)
+
+    @property
+    def _latency_feedback(self) -> bool:
+        return self.cost_model.metric == "latency" and self.cfg.latency_feedback and self._timing_here
+
+    def _measure_latency(self, arch: Arch, force: bool = False) -> bool:
+        """Latency budgets (rank 0): time ``arch`` on this device and scale the table's prediction to it.
+
+        The table's network-level fit is an average over the space; near the budget, the network's own measured
+        latency is what the budget is about. Without ``force``, measured only once the predicted cost is within
+        1.5x of the next budget. Returns whether ``arch``'s own measurement is in use.
+        """
+        if not self._latency_feedback:
+            return False
+        if self._measured_arch == arch:
+            return True
+        table = self.cost_model.latency_table
+        predicted = table.predict(arch)
+        if not force:
+            goal = self.family_budgets[min(len(self.family), len(self.family_budgets) - 1)]
+            if self.cost_model.total(arch) > 1.5 * goal:
+                return False
+        from ..latency import measure_latency
+
+        # about 2 s of timing, 5 to 20 runs
+        repeats = max(5, min(20, int(2000 / max(self.cost_model.correction * predicted, 1e-3))))
+        net = self._build(arch)
+        measured = measure_latency(net, self.cost_size, table.batch_size, repeats, self.device, self.in_chans)
+        self.cost_model.correction = measured / predicted
+        self._measured_arch = arch
+        self.latency_checks.append(
+            {"step": self.step, "predicted_ms": round(predicted, 4), "measured_ms": round(measured, 4)}
+        )
+        return True
+
+    def _settle_cut(self, index: UnitIndex, sel, final: bool, budget: Optional[float]):
+        """Latency budgets: time the network a cut would leave before making it, and choose again with that
+        measurement while it lands below the floor (or, at a final cut, over the budget). The measured/predicted
+        ratio drifts as the network shrinks, so a cut chosen with the uncut network's ratio can land outside, and a
+        cut below the floor cannot be undone."""
+        if final:
+            ceiling = budget if budget is not None else self.budget
+            floor = self.controller.lower * ceiling
+        else:
+            ceiling, floor = float("inf"), self.controller.floor_at(self.step)
+        for _ in range(3):
+            if not bool(sel.removed.any()):
+                break
+            candidate = index.arch_without(sel.removed)
+            if not self._measure_latency(candidate, force=final):
+                break
+            if floor <= self.cost_model.total(candidate) <= ceiling:
+                break
+            sel = select_units(index, self.cfg.threshold, self.controller, self.step, final, self.min_shrink, budget)
+        return sel
 
     # -- evaluation ---------------------------------------------------------------------------------------
 
@@ -536,6 +611,8 @@ class _Run:
             "skipped": self.skipped,
             "elapsed": round(time.time() - self.started, 2),
         }
+        if self.cost_model.metric == "latency":
+            row["latency_correction"] = round(self.cost_model.correction, 4)
         self.history.append(row)
         self.losses, self.l1s, self.step_times, self.step_macs = [], [], [], []
         if self.rank == 0 and self.out:
@@ -558,6 +635,8 @@ class _Run:
             "normalizer": self.normalizer,
             "history": self.history,
             "family": self.family,
+            "latency_checks": self.latency_checks,
+            "latency_correction": self.cost_model.correction,
             "skipped": self.skipped,
             "rng": _rng_state(),
         }
@@ -575,6 +654,8 @@ class _Run:
         self.step = state["step"]
         self.history = list(state["history"])
         self.family = list(state.get("family", []))
+        self.latency_checks = list(state.get("latency_checks", []))
+        self.cost_model.correction = state.get("latency_correction", 1.0)
         self.skipped = state["skipped"]
         _set_rng_state(state["rng"])
 
@@ -642,7 +723,13 @@ class _Run:
             supernet_arch=self.supernet_arch,
             config=self.cfg,
             cost=self.cost_model.total(self.arch),
+            measured_latency_ms=self._measured_latency(),
         )
+
+    def _measured_latency(self) -> Optional[float]:
+        if self._measured_arch != self.arch or not self.latency_checks:
+            return None
+        return self.latency_checks[-1]["measured_ms"]
 
     def _take_member(self, i: int) -> None:
         """A family member: cut to budget ``i`` (EMA gates decide, as at the end of a run), evaluate, keep."""
@@ -652,7 +739,13 @@ class _Run:
         metric = self.evaluate(model)
         self.record(metric)
         member = self._result(model, metric, int(budget))
-        entry = {"step": self.step, "budget": int(budget), "cost": member.cost, "metric": metric}
+        entry = {
+            "step": self.step,
+            "budget": int(budget),
+            "cost": member.cost,
+            "metric": metric,
+            "measured_latency_ms": member.measured_latency_ms,
+        }
         if self.out:
             entry["directory"] = os.path.join(self.out, "family", f"{i}-{budget_label(budget, member.budget_kind)}")
             if self.rank == 0:
@@ -685,6 +778,7 @@ class _Run:
             supernet_arch=self.supernet_arch,
             config=self.cfg,
             cost=entry["cost"],
+            measured_latency_ms=entry.get("measured_latency_ms"),
         )
 
 

@@ -40,7 +40,10 @@ class SearchResult:
             (microseconds predicted by the run's latency table).
         supernet_arch: the architecture the search started from.
         config: the run's :class:`hrnas.search.SearchConfig`.
-        cost: the final network's cost in the budget's unit.
+        cost: the final network's cost in the budget's unit (latency: the table's prediction scaled by the last
+            measurement, see ``SearchConfig.latency_feedback``).
+        measured_latency_ms: latency budgets: the found network's latency as measured on this device at the end of
+            the run (``None`` for other budgets, or with ``latency_feedback=False``).
         family: for a run with several budgets, one result per budget, largest first (the last is this one);
             empty otherwise.
     """
@@ -59,6 +62,7 @@ class SearchResult:
     config: Any = field(repr=False, default=None)
     cost: Optional[int] = None
     family: list[SearchResult] = field(repr=False, default_factory=list)
+    measured_latency_ms: Optional[float] = None
 
     def summary(self) -> str:
         """Before/after costs, the metric and the architecture, for people."""
@@ -75,10 +79,12 @@ class SearchResult:
         if self.budget is not None:
             spent = {"macs": self.macs, "params": self.params}.get(self.budget_kind, self.cost)
             if self.budget_kind == "latency":
-                lines.append(
-                    f"budget:   {self.budget / 1e3:.3f} ms predicted latency -> {spent / 1e3:.3f} ms "
-                    f"({spent / self.budget:.1%})"
-                )
+                measured = self.measured_latency_ms
+                line = f"budget:   {self.budget / 1e3:.3f} ms latency -> {spent / 1e3:.3f} ms"
+                line += f" ({spent / self.budget:.1%})"
+                if measured is not None:
+                    line += f", measured {measured:.3f} ms ({1e3 * measured / self.budget:.1%})"
+                lines.append(line)
             else:
                 lines.append(f"budget:   {self.budget:,} {self.budget_kind} -> {spent / self.budget:.1%} used")
         for i, member in enumerate(self.family[:-1]):

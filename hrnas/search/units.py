@@ -69,6 +69,10 @@ class CostModel:
         num_classes: classifier width the budget is stated for (default: the arch's own).
         in_chans: input channels.
         latency_table: a :class:`hrnas.latency.LatencyTable` for ``input_size`` (``metric='latency'`` only).
+
+    ``correction`` (latency only) multiplies the table's whole-network prediction: the search sets it to measured /
+    predicted latency of the network it is shrinking, once that network nears the budget. Unit costs are not
+    corrected: they weight units against each other, and a common factor would only rescale the penalty.
     """
 
     def __init__(
@@ -95,6 +99,7 @@ class CostModel:
                     f"{self.input_size[0]}x{self.input_size[1]}; build a table at the budget's input size"
                 )
         self.latency_table = latency_table
+        self.correction = 1.0
 
     def _configured(self, arch: Arch) -> Arch:
         return arch if self.num_classes is None else arch.with_num_classes(self.num_classes)
@@ -103,7 +108,7 @@ class CostModel:
         """Cost of a whole network: exact MACs or parameters at the configured size and classes, or the predicted
         latency in microseconds."""
         if self.metric == "latency":
-            return int(round(1e3 * self.latency_table.predict(arch)))  # microseconds
+            return int(round(1e3 * self.correction * self.latency_table.predict(arch)))  # microseconds
         arch = self._configured(arch)
         if self.metric == "macs":
             return count_macs(arch, self.input_size, self.in_chans)
