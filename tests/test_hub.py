@@ -11,10 +11,14 @@ import torch
 from safetensors.torch import load_file
 
 import hrnas
+from hrnas.archs import zoo_entries
 from hrnas.hub import push_to_hub
 
 NAME = "hrnas_cls_a.fmnist"
 REPO = f"hrnas/{NAME}"
+# weights tags exercised through the Hub cache: the released classification architecture, and the searched
+# segmentation model the issue names once its architecture ships
+HUB_NAMES = [NAME] + (["hrnas_seg_a.fmnist_scenes"] if "hrnas_seg_a" in zoo_entries() else [])
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -37,19 +41,21 @@ def _hub_cache(root, repo_id: str, source_dir) -> str:
     return str(root)
 
 
-@pytest.fixture(scope="module")
-def hub_cache(tmp_path_factory):
-    """A Hub cache holding random weights for ``hrnas_cls_a.fmnist`` (10 classes), and those weights."""
+@pytest.fixture(scope="module", params=HUB_NAMES)
+def hub_cache(request, tmp_path_factory):
+    """A Hub cache holding random weights for a tagged model, the tag's name, and those weights."""
+    name = request.param
     tmp = tmp_path_factory.mktemp("hub")
     torch.manual_seed(3)
-    model = hrnas.create_model(NAME)
+    model = hrnas.create_model(name)
     with torch.no_grad():  # distinct BatchNorm statistics, so that a skipped buffer would show
-        for name, t in model.state_dict().items():
-            if t.is_floating_point() and "running" in name:
+        for key, t in model.state_dict().items():
+            if t.is_floating_point() and "running" in key:
                 t.add_(torch.rand_like(t))
     src = tmp / "src"
-    hrnas.save_pretrained(model, src, architecture="hrnas_cls_a", pretrained_cfg={"input_size": (3, 32, 32)})
-    return _hub_cache(tmp / "cache", REPO, src), load_file(str(src / "model.safetensors"))
+    size = model.pretrained_cfg["input_size"]
+    hrnas.save_pretrained(model, src, architecture=name.split(".")[0], pretrained_cfg={"input_size": size})
+    return _hub_cache(tmp / "cache", f"hrnas/{name}", src), name, load_file(str(src / "model.safetensors"))
 
 
 def _offline(cache: str, code: str) -> subprocess.CompletedProcess:
@@ -60,24 +66,25 @@ def _offline(cache: str, code: str) -> subprocess.CompletedProcess:
 
 
 def test_named_weights_load_through_the_hub_cache_offline(hub_cache, tmp_path):
-    cache, state = hub_cache
+    cache, name, state = hub_cache
+    repo = f"hrnas/{name}"
     proc = _offline(
         cache,
         f"""
         import hrnas, timm, torch
         from safetensors.torch import save_file
         loaded = dict(
-            named=hrnas.create_model("{NAME}", pretrained=True),
-            timm=timm.create_model("{NAME}", pretrained=True),
-            hub=hrnas.create_model("hf-hub:{REPO}", pretrained=True),
-            five=hrnas.create_model("{NAME}", pretrained=True, num_classes=5),
-            grey=hrnas.create_model("{NAME}", pretrained=True, in_chans=1),
+            named=hrnas.create_model("{name}", pretrained=True),
+            timm=timm.create_model("{name}", pretrained=True),
+            hub=hrnas.create_model("hf-hub:{repo}", pretrained=True),
+            five=hrnas.create_model("{name}", pretrained=True, num_classes=5),
+            grey=hrnas.create_model("{name}", pretrained=True, in_chans=1),
         )
-        feats = timm.create_model("{NAME}", pretrained=True, features_only=True)
+        feats = timm.create_model("{name}", pretrained=True, features_only=True)
         loaded["features"] = feats
         for key, m in loaded.items():
             save_file({{k: v.contiguous() for k, v in m.state_dict().items()}}, "{tmp_path}/" + key + ".safetensors")
-        assert loaded["named"].pretrained_cfg["hf_hub_id"] == "{REPO}"
+        assert loaded["named"].pretrained_cfg["hf_hub_id"] == "{repo}"
         assert feats.feature_info.reduction() == [2, 4, 8, 16, 32]
         for name in ("hrnas_supernet_pose", "hrnas_cls_a"):
             try:
@@ -94,7 +101,7 @@ def test_named_weights_load_through_the_hub_cache_offline(hub_cache, tmp_path):
         assert got[key].keys() == state.keys()
         assert all(torch.equal(got[key][k], state[k]) for k in state), key
     # a new head: everything but the classifier is the saved weights
-    assert got["five"]["head.fc.weight"].shape == (5, 1600)
+    assert got["five"]["head.fc.weight"].shape[0] == 5 != state["head.fc.weight"].shape[0]
     assert all(torch.equal(got["five"][k], v) for k, v in state.items() if not k.startswith("head.fc"))
     # one input channel: timm folds the stem's RGB filters into one; the rest is untouched
     stem = "stem.0.conv.weight"
@@ -106,6 +113,12 @@ def test_named_weights_load_through_the_hub_cache_offline(hub_cache, tmp_path):
     lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if ": " in line)
     assert "no pretrained weights exist for 'hrnas_supernet_pose'" in lines["hrnas_supernet_pose"]
     assert "'hrnas_cls_a.fmnist'" in lines["hrnas_cls_a"]  # the default configuration has no weights; the tag does
+    # and the model runs: dense logits at stride 4, or class scores
+    overlay = dict(file=str(tmp_path / "named.safetensors"))
+    out = hrnas.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay)
+    size = out.pretrained_cfg["input_size"][1:]
+    y = out.eval()(torch.randn(1, 3, *size))
+    assert y.shape[1] == out.num_classes and (y.ndim == 2 or tuple(y.shape[2:]) == (size[0] // 4, size[1] // 4))
 
 
 def test_uncached_weights_without_network_name_the_repo_and_the_ways_out(tmp_path):
@@ -128,12 +141,12 @@ def test_uncached_weights_without_network_name_the_repo_and_the_ways_out(tmp_pat
 
 
 def test_local_weights_file_via_overlay(hub_cache, tmp_path):
-    _, state = hub_cache
+    _, name, state = hub_cache
     from safetensors.torch import save_file
 
     path = tmp_path / "w.safetensors"
     save_file(state, str(path))
-    m = hrnas.create_model(NAME, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
+    m = hrnas.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
     assert all(torch.equal(m.state_dict()[k], v) for k, v in state.items())
 
 

@@ -15,6 +15,7 @@ from timm.layers import create_feature_extractor
 from torchvision.models.feature_extraction import get_graph_node_names
 
 import hrnas
+from hrnas.archs import zoo_entries
 
 MODELS = hrnas.list_models()
 SMALL = ["hrnas_supernet_tiny_seg", "hrnas_supernet_tiny_cls", "hrnas_custom"]
@@ -40,7 +41,7 @@ def test_all_expected_models_registered():
         "hrnas_supernet_tiny_cls",
         "hrnas_cls_a",
         "hrnas_custom",
-    }
+    } | set(zoo_entries())  # the searched architectures the package ships
     assert set(timm.list_models("hrnas_*")) == set(MODELS)
 
 

@@ -6,7 +6,7 @@ import pytest
 import timm
 
 import hrnas
-from hrnas.archs import zoo_card, zoo_entries, zoo_entry
+from hrnas.archs import branch_hidden_channels, zoo_arch, zoo_card, zoo_entries, zoo_entry
 from hrnas.search.budget import parse_amount
 from hrnas.search.zoo_recipes import ZOO_RECIPES
 
@@ -31,6 +31,18 @@ def test_budget_holds_at_the_named_configuration(name):
     assert 0.9 * budget <= macs <= budget, (name, macs, budget)
     assert hrnas.profile(model, recipe.input_size).macs == macs == entry["record"]["macs"]
     assert hrnas.count_params(model.arch) == entry["record"]["params"]
+
+
+@pytest.mark.parametrize("name", SHIPPED_SEARCHED)
+def test_cards_say_where_the_searched_channels_went(name):
+    arch = zoo_arch(name)
+    widths = branch_hidden_channels(arch)
+    in_branches = [b.hidden for n, b in arch.named_blocks() if ".branches." in n or ".fuse." in n]
+    assert sum(widths) == sum(in_branches) and len(widths) == 4
+    card = zoo_card(zoo_entry(name))
+    assert "Hidden channels by branch (stride 4 / 8 / 16 / 32): " + " / ".join(map(str, widths)) in card
+    assert ("kept no hidden channel" in card) == (0 in widths)
+    assert "Proxy metric over the run: best" in card
 
 
 def test_default_is_the_sized_configuration_and_tags_name_their_data():

@@ -14,7 +14,15 @@ from importlib import resources
 from ..arch import Arch, ClsHeadSpec
 from ..spaces import get_space
 
-__all__ = ["released_cls_arch", "retrain_form", "zoo_arch", "zoo_card", "zoo_entries", "zoo_entry"]
+__all__ = [
+    "branch_hidden_channels",
+    "released_cls_arch",
+    "retrain_form",
+    "zoo_arch",
+    "zoo_card",
+    "zoo_entries",
+    "zoo_entry",
+]
 
 
 def retrain_form(arch: Arch, se_ratio: float = 0.5, act: str = "swish", dropout: float | None = 0.28) -> Arch:
@@ -69,6 +77,43 @@ def zoo_arch(name: str) -> Arch:
     return Arch.from_dict(zoo_entry(name)["arch"])
 
 
+def branch_hidden_channels(arch: Arch) -> list[int]:
+    """Hidden (depthwise) channels of the blocks that produce each branch, highest resolution first: the branch's
+    own blocks and the fusion blocks into it."""
+    out = [0] * max(len(stage.widths) for stage in arch.stages)
+    for name, spec in arch.named_blocks():
+        parts = name.split(".")
+        if parts[0] == "stages" and parts[2] in ("branches", "fuse"):
+            out[int(parts[3])] += spec.hidden
+    return out
+
+
+def _branch_lines(arch: Arch, rec: dict) -> list[str]:
+    widths = branch_hidden_channels(arch)
+    strides = [4 * 2**i for i in range(len(widths))]
+    lines = [
+        "- Hidden channels by branch (stride " + " / ".join(map(str, strides)) + "): "
+        + " / ".join(map(str, widths)) + "."
+    ]  # fmt: skip
+    empty = [s for s, w in zip(strides, widths) if w == 0]
+    if empty:
+        lines.append(
+            f"- The stride-{', '.join(map(str, empty))} branches kept no hidden channel: only their residual and "
+            "fusion paths carry features at those resolutions. At the named resolution a high-resolution channel "
+            "costs many times a low-resolution one (64x at stride 4 against stride 32), and on the small proxy images "
+            "they did not earn that cost; this is not the balanced high-resolution network of the paper."
+        )
+    run = rec.get("run") or []
+    if run:
+        best = max((r for r in run if r[2] is not None), key=lambda r: r[2], default=None)
+        if best is not None and rec.get("proxy_metric", {}).get("value") is not None:
+            lines.append(
+                f"- Proxy metric over the run: best {best[2]:.3f} at step {best[0]} ({best[1] / 1e6:.1f} MMACs on the "
+                f"proxy), final {rec['proxy_metric']['value']:.3f} inside the budget."
+            )
+    return lines
+
+
 def zoo_card(entry: dict, tag: str | None = None, metric: float | None = None) -> str:
     """The model card (README.md) of a zoo model, from its entry; ``tag`` and ``metric`` describe its weights."""
     rec = entry["record"]
@@ -99,8 +144,10 @@ def zoo_card(entry: dict, tag: str | None = None, metric: float | None = None) -
         "holds for it; the data is a small proxy, not the benchmark the configuration is named after.",
         f"- Reproduce: `{rec['command']}` (seed {rec['settings'].get('seed', 0)}; settings "
         f"`{json.dumps(rec['settings'], sort_keys=True)}`).",
-        "",
     ]
+    if entry.get("arch"):
+        lines += _branch_lines(Arch.from_dict(entry["arch"]), rec)
+    lines.append("")
     if tag:
         what = "top-1" if named["task"] == "cls" else "mIoU"
         reached = f"{metric:.4f}" if metric is not None else "not measured"

@@ -182,7 +182,7 @@ def build_zoo_entry(
     )
     named = _named(result.arch, recipe)
     macs, params = count_macs(named, recipe.input_size), count_params(named)
-    command = f"hrnas zoo-build {name} --output-dir {output_dir}"
+    command = f"hrnas zoo-build {name}"  # where it writes does not change what it makes
     entry = {
         "name": name,
         "arch": named.to_dict(),
@@ -199,6 +199,8 @@ def build_zoo_entry(
             "why_no_weights": recipe.why_no_weights,
             "searched_on": _describe_data(data, recipe),
             "proxy_metric": {"name": result.metric_name, "value": result.metric},
+            # the run at each evaluation: step, MACs on the proxy, proxy metric (how the metric moved with the cost)
+            "run": [[r["step"], r["macs"], r["metric"]] for r in result.history],
             "settings": {**settings, "seed": recipe.seed, "transformers": recipe.transformers},
             "command": command + (" --quick" if quick else ""),
             "versions": {"torch": torch.__version__, "python": platform.python_version()},
