@@ -41,7 +41,7 @@ def test_cards_say_where_the_searched_channels_went(name):
     assert sum(widths) == sum(in_branches) and len(widths) == 4
     card = zoo_card(zoo_entry(name))
     assert "Hidden channels by branch (stride 4 / 8 / 16 / 32): " + " / ".join(map(str, widths)) in card
-    assert ("kept no hidden channel" in card) == (0 in widths)
+    assert ("kept (almost) no hidden channels" in card) == any(w < 0.01 * sum(widths) for w in widths)
     assert "Proxy metric over the run: best" in card
 
 

@@ -95,10 +95,11 @@ def _branch_lines(arch: Arch, rec: dict) -> list[str]:
         "- Hidden channels by branch (stride " + " / ".join(map(str, strides)) + "): "
         + " / ".join(map(str, widths)) + "."
     ]  # fmt: skip
-    empty = [s for s, w in zip(strides, widths) if w == 0]
-    if empty:
+    starved = [s for s, w in zip(strides, widths) if w < 0.01 * sum(widths)]
+    if starved:
         lines.append(
-            f"- The stride-{', '.join(map(str, empty))} branches kept no hidden channel: only their residual and "
+            f"- The stride-{', '.join(map(str, starved))} branches kept (almost) no hidden channels, under 1 % of the "
+            "network's: mainly their residual and "
             "fusion paths carry features at those resolutions. At the named resolution a high-resolution channel "
             "costs many times a low-resolution one (64x at stride 4 against stride 32), and on the small proxy images "
             "they did not earn that cost; this is not the balanced high-resolution network of the paper."
