@@ -8,8 +8,9 @@ Four parts, in one run:
    network alike.
 2. A latency-budgeted search on the CPU preset (``seg_tiny``, Fashion-MNIST scenes at 64x64, the settings of
    ``benchmarks/search_quality.py``): its measured latency against the target X, with the search's measured
-   feedback (the default) and, once, with the table's prediction alone. These run one at a time in the main process,
-   on the thread count the table was measured with; the other searches run in parallel worker processes first.
+   feedback (``latency_feedback=True``) and, once, with the table's prediction alone. These run one at a time in
+   the main process, on the thread count the table was measured with; the other searches run in parallel worker
+   processes first.
 3. At equal latency: X is the measured latency of the MACs-budgeted search at 10 % of the supernet's MACs (the
    search of ``search_quality.py``); the latency-budgeted search at X is compared with it, 2 seeds each.
 4. A family: one run with three MACs budgets (40 %, 20 %, 10 %) against three separate single-budget searches
@@ -188,7 +189,7 @@ def main(argv=None) -> None:
         print("2-3. latency-budgeted searches at X, one at a time (with and without measured feedback)", flush=True)
         lat = dict(latency_ms=target, latency_table=table_path)
         threads = torch.get_num_threads()
-        jobs = [job("latency", s, lat, threads=threads) for s in seeds]
+        jobs = [job("latency", s, dict(lat, latency_feedback=True), threads=threads) for s in seeds]
         jobs.append(job("latency, table only", 0, dict(lat, latency_feedback=False), threads=threads))
         runs += [run_search(j) for j in jobs]
 
@@ -260,7 +261,7 @@ def write(rows: list[dict], meta: dict, out: Path, suffix: str) -> None:
     lines += ["", f"## 2-4. Searches (seg_tiny, Fashion-MNIST scenes 64x64, {meta['steps']} steps; X = "
               f"{meta['target_ms']} ms, the measured latency of the MACs searches)", "",
               "Predicted: the latency table alone. Measured: side by side after all runs. In search: the search's own "
-              "measurement of its final network (latency budgets with feedback, the default).", "",
+              "measurement of its final network (latency budgets with latency_feedback=True).", "",
               "| run | seed | member | budget | MMACs | predicted ms | measured ms | in search ms | measured / X "
               "| mIoU |",
               "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip

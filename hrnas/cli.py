@@ -236,8 +236,8 @@ def _search_overrides(args: argparse.Namespace) -> dict:
             out[name] = tuple(value) if name == "input_size" else value
     if getattr(args, "no_progress", False):
         out["progress"] = False
-    if getattr(args, "no_latency_feedback", False):
-        out["latency_feedback"] = False
+    if getattr(args, "latency_feedback", False):
+        out["latency_feedback"] = True
     return out
 
 
@@ -266,9 +266,9 @@ def _add_search_parser(sub) -> None:
     g.add_argument("--latency-ms", type=float, help="latency ceiling instead (ms, batch 1, this device)")
     g.add_argument("--latency-table", help="a table from hrnas latency-table (default: measured now, then cached)")
     g.add_argument(
-        "--no-latency-feedback",
+        "--latency-feedback",
         action="store_true",
-        help="hold the latency budget on the table's prediction alone (default: the network is also timed)",
+        help="experimental: also time the network near the latency budget and correct the table's prediction",
     )
     g.add_argument("--budget-fraction", type=float, default=0.2, help="default budget: this share of the supernet")
     g.add_argument("--no-budget", action="store_true", help="the paper's fixed-rho schedule, no budget")

@@ -175,7 +175,9 @@ def test_measured_latency_feedback_puts_the_found_network_on_the_budget(monkeypa
     scenes = FashionMNISTScenes("train", 64, canvas=32, seed=3), None
     small = dict(steps=18, batch_size=8, shrink_every=3, calib_batches=1, progress=False)
     torch.manual_seed(0)
-    res = hrnas.search(supernet, *scenes, latency_ms=target, latency_model=table, input_size=SIZE, **small)
+    res = hrnas.search(
+        supernet, *scenes, latency_ms=target, latency_model=table, input_size=SIZE, latency_feedback=True, **small
+    )
     assert res.measured_latency_ms == pytest.approx(device_ms(res.arch), rel=1e-3)
     # costs are whole microseconds: the bound holds to within half of one
     assert 0.9 * target - 5e-4 <= res.measured_latency_ms <= target + 5e-4
@@ -197,7 +199,7 @@ def test_a_table_from_another_device_is_not_corrected_by_timing_here(monkeypatch
     monkeypatch.setattr(hrnas.latency, "measure_latency", never)
     target = 0.6 * table.predict(supernet.arch)
     scenes = FashionMNISTScenes("train", 32, canvas=32, seed=3), None
-    small = dict(steps=6, batch_size=8, shrink_every=2, calib_batches=1, progress=False)
+    small = dict(steps=6, batch_size=8, shrink_every=2, calib_batches=1, progress=False, latency_feedback=True)
     with pytest.warns(UserWarning, match="the latency table was measured on 'cuda:Some GPU"):
         res = hrnas.search(supernet, *scenes, latency_ms=target, latency_model=table, input_size=SIZE, **small)
     assert res.measured_latency_ms is None and 0.9 * target - 5e-4 <= table.predict(res.arch) <= target

@@ -29,10 +29,12 @@ class SearchConfig:
         latency_ms: latency ceiling instead (milliseconds at ``input_size``, batch 1, predicted by a latency table
             measured on this device: :mod:`hrnas.latency`); the penalty then weights each unit by its measured
             time.
-        latency_feedback: latency budgets: once the shrinking network nears the budget, time it on this device and
-            scale the table's prediction to the measurement (and measure the found network again after the final
-            cut, cutting further while it is over budget), so that the budget holds for measured latency, not only
-            for the table's prediction. Off: the budget is the table's prediction alone.
+        latency_feedback: latency budgets, experimental: once the shrinking network nears the budget, time it on
+            this device at every shrink check and scale the table's prediction to the measurement (a final cut is
+            timed before it is made), so that the budget is about measured latency, not only the table's
+            prediction. Off by default: on the shared machines measured so far, timings taken between training
+            steps varied by up to 30 % from one check to the next, and a high reading makes the search cut more than
+            the budget needs (it cannot grow back). Default: the budget is the table's prediction.
         family_recovery: with a list of budgets (``budget=['2.2G', '1.4G', '0.8G']``, or of ``params`` or
             ``latency_ms``), one run returns a model per budget (``SearchResult.family``): the cost stops at each
             budget for this fraction of the run, so that the network recovers, then that member is taken.
@@ -87,7 +89,7 @@ class SearchConfig:
     params: Optional[Any] = None
     latency_ms: Optional[float] = None
     latency_table: Optional[str] = None
-    latency_feedback: bool = True
+    latency_feedback: bool = False
     family_recovery: float = 0.05
     input_size: Optional[Tuple[int, int]] = None
     cost_num_classes: Optional[int] = None
