@@ -152,7 +152,7 @@ def test_latency_budgeted_search_ends_inside_the_budget():
 
 
 @pytest.mark.parametrize("bias", ["uniform", "size-dependent"])
-def test_measured_latency_feedback_puts_the_found_network_on_the_budget(monkeypatch, bias):
+def test_measured_latency_feedback_puts_the_found_network_on_the_budget(monkeypatch, tmp_path, bias):
     # a device the table misjudges: the networks run faster than predicted (by 20 %, or by more the smaller they
     # are, as the seg_tiny table did at 64x64); the budget must hold for the measured latency
     supernet = tiny_supernet()
@@ -176,7 +176,14 @@ def test_measured_latency_feedback_puts_the_found_network_on_the_budget(monkeypa
     small = dict(steps=18, batch_size=8, shrink_every=3, calib_batches=1, progress=False)
     torch.manual_seed(0)
     res = hrnas.search(
-        supernet, *scenes, latency_ms=target, latency_model=table, input_size=SIZE, latency_feedback=True, **small
+        supernet,
+        *scenes,
+        latency_ms=target,
+        latency_model=table,
+        input_size=SIZE,
+        latency_feedback=True,
+        output_dir=str(tmp_path),
+        **small,
     )
     assert res.measured_latency_ms == pytest.approx(device_ms(res.arch), rel=1e-3)
     # costs are whole microseconds: the bound holds to within half of one
@@ -186,6 +193,10 @@ def test_measured_latency_feedback_puts_the_found_network_on_the_budget(monkeypa
     assert "measured" in res.summary()
     # the table alone would have missed: its prediction of the found network is well above the budget
     assert table.predict(res.arch) > 1.05 * target
+    # the checkpoint keeps the measurements: resuming the finished run times nothing and reports the same
+    n = len(timed)
+    again = hrnas.search(supernet, *scenes, latency_model=table, resume=str(tmp_path), progress=False)
+    assert len(timed) == n and again.measured_latency_ms == res.measured_latency_ms and again.arch == res.arch
 
 
 def test_a_table_from_another_device_is_not_corrected_by_timing_here(monkeypatch):

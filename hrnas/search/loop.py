@@ -637,6 +637,7 @@ class _Run:
             "family": self.family,
             "latency_checks": self.latency_checks,
             "latency_correction": self.cost_model.correction,
+            "latency_measured_arch": self._measured_arch.to_dict() if self._measured_arch is not None else None,
             "skipped": self.skipped,
             "rng": _rng_state(),
         }
@@ -656,6 +657,8 @@ class _Run:
         self.family = list(state.get("family", []))
         self.latency_checks = list(state.get("latency_checks", []))
         self.cost_model.correction = state.get("latency_correction", 1.0)
+        measured = state.get("latency_measured_arch")
+        self._measured_arch = Arch.coerce(measured) if measured is not None else None
         self.skipped = state["skipped"]
         _set_rng_state(state["rng"])
 
