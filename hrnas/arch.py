@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "DenseHeadSpec",
     "FuseEdge",
     "StageSpec",
+    "branch_of",
 ]
 
 ACTIVATIONS = ("relu", "swish")
@@ -801,3 +803,13 @@ def _get_int_tuple(d: Mapping[str, Any], key: str, path: str) -> tuple[int, ...]
             raise _fail(_join(path, key), f"must be a list of integers, got {v!r}")
         out.append(x)
     return tuple(out)
+
+
+_BRANCH_BLOCK = re.compile(r"stages\.\d+\.(?:fuse\.(\d+)\.\d+|branches\.(\d+)\.\d+)$")
+
+
+def branch_of(block_name: str) -> int | None:
+    """The branch (0 = stride 4) a block of :meth:`Arch.named_blocks` produces: a branch's own blocks and the fusion
+    blocks into it; ``None`` for the head's blocks."""
+    m = _BRANCH_BLOCK.match(block_name)
+    return int(m.group(1) or m.group(2)) if m else None

@@ -11,7 +11,7 @@ import dataclasses
 import json
 from importlib import resources
 
-from ..arch import Arch, ClsHeadSpec
+from ..arch import Arch, ClsHeadSpec, branch_of
 from ..spaces import get_space
 
 __all__ = [
@@ -80,11 +80,11 @@ def zoo_arch(name: str) -> Arch:
 def branch_hidden_channels(arch: Arch) -> list[int]:
     """Hidden (depthwise) channels of the blocks that produce each branch, highest resolution first: the branch's
     own blocks and the fusion blocks into it."""
-    out = [0] * max(len(stage.widths) for stage in arch.stages)
+    out = [0] * max(stage.num_branches for stage in arch.stages)
     for name, spec in arch.named_blocks():
-        parts = name.split(".")
-        if parts[0] == "stages" and parts[2] in ("branches", "fuse"):
-            out[int(parts[3])] += spec.hidden
+        branch = branch_of(name)
+        if branch is not None:
+            out[branch] += spec.hidden
     return out
 
 

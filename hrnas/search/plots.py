@@ -6,12 +6,11 @@ matplotlib is a dependency of hrnas; should it be missing (a stripped-down insta
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Optional
 
 from .._files import atomic_path
-from ..arch import Arch
+from ..arch import Arch, branch_of
 
 __all__ = ["plot_arch", "plot_history"]
 
@@ -57,13 +56,6 @@ def plot_history(history: list[dict], path: str | os.PathLike) -> Optional[Path]
     return path
 
 
-def _branch_of(name: str) -> Optional[int]:
-    m = re.match(r"stages\.\d+\.(?:fuse\.(\d+)\.\d+|branches\.(\d+)\.\d+)", name)
-    if m:
-        return int(m.group(1) or m.group(2))
-    return None
-
-
 def plot_arch(arch: Arch, supernet: Arch, path: str | os.PathLike) -> Optional[Path]:
     """``arch.png``: for each branch (stride 4, 8, 16, 32) and the head, the hidden channels every block kept
     (bars, stacked by kernel) against the supernet's (outline), and its tokens."""
@@ -74,7 +66,7 @@ def plot_arch(arch: Arch, supernet: Arch, path: str | os.PathLike) -> Optional[P
     full = dict(supernet.named_blocks())
     groups: dict[str, list[tuple[str, object]]] = {}
     for name, b in arch.named_blocks():
-        br = _branch_of(name)
+        br = branch_of(name)
         key = f"branch {br} (stride {4 * 2**br})" if br is not None else "head"
         groups.setdefault(key, []).append((name, b))
     fig, axes = plt.subplots(len(groups), 1, figsize=(11, 2.1 * len(groups)), squeeze=False)
