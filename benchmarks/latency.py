@@ -9,6 +9,10 @@ fraction of this machine's fp32 matmul peak, measured in the same run.
     python benchmarks/latency.py            # full table (tens of minutes on 2 cores)
     python benchmarks/latency.py --quick    # smoke test: two models, one size, one run each
 
+Then, for the seg supernet at 512x1024, batch 1 (``--quick``: the tiny one at 224x224), the forms side by side
+(the per-path reference block in eval mode, the fused block, each in both memory formats, and the deploy form), and
+where the time goes: every convolution timed by hooks, grouped by kind, with its MACs and achieved GMAC/s.
+
 Writes benchmarks/results/latency.md, latency.csv and latency.png (latency against MACs).
 """
 
@@ -21,6 +25,7 @@ import statistics
 import time
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import timm
 import torch
@@ -57,6 +62,103 @@ def timed(fn, budget_s: float, min_runs: int = 2, max_runs: int = 5) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def side_by_side(models: dict, x: torch.Tensor, rounds: int) -> dict:
+    """Median seconds of each model, timed in rounds (one untimed and one timed call per visit), so that a change
+    in the machine's speed during the run hits every form alike."""
+    times = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, (model, fmt) in models.items():
+            xx = x.contiguous(memory_format=fmt)
+            model(xx)
+            t0 = time.perf_counter()
+            model(xx)
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def conv_kind(conv: torch.nn.Conv2d) -> str:
+    k = conv.kernel_size[0] * conv.kernel_size[1]
+    if conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels:
+        return f"depthwise {conv.kernel_size[0]}x{conv.kernel_size[1]}"
+    if conv.groups > 1:
+        return "grouped 1x1 (residual)" if k == 1 else "grouped"
+    return "dense 1x1" if k == 1 else "dense kxk (stem, heads)"
+
+
+def conv_breakdown(model: torch.nn.Module, x: torch.Tensor, runs: int = 3) -> tuple[list[dict], float]:
+    """Seconds and MACs per kind of convolution in one forward (medians over ``runs`` after a warm-up), and the
+    whole forward's seconds; each conv is timed by a pre- and a post-hook (on a CPU the call is synchronous)."""
+    started: dict = {}
+    run: dict = {}  # kind -> [seconds, macs, calls] of the current forward
+
+    def before(mod, inputs):
+        started[mod] = time.perf_counter()
+
+    def after(mod, inputs, out):
+        dt = time.perf_counter() - started.pop(mod)
+        entry = run.setdefault(conv_kind(mod), [0.0, 0, 0])
+        entry[0] += dt
+        entry[1] += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+        entry[2] += 1
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            hooks += [m.register_forward_pre_hook(before), m.register_forward_hook(after)]
+    per_run, totals = [], []
+    try:
+        model(x)  # warm-up
+        for _ in range(runs):
+            run.clear()
+            t0 = time.perf_counter()
+            model(x)
+            totals.append(time.perf_counter() - t0)
+            per_run.append({k: list(v) for k, v in run.items()})
+    finally:
+        for h in hooks:
+            h.remove()
+    rows = [
+        dict(kind=kind, calls=per_run[0][kind][2], macs=per_run[0][kind][1],
+             seconds=statistics.median(r[kind][0] for r in per_run))
+        for kind in sorted(per_run[0])
+    ]  # fmt: skip
+    return rows, statistics.median(totals)
+
+
+def layout_study(quick: bool, peak: float) -> dict:
+    """The forms of one network side by side, and where the deploy and reference forms spend their time."""
+    from hrnas.layers import MixedKernelBlock
+    from hrnas.layers.fused import to_fused
+
+    name, size = ("hrnas_supernet_tiny_seg", (224, 224)) if quick else ("hrnas_supernet_seg", (512, 1024))
+    base = hrnas.create_model(name).eval()
+    macs = hrnas.profile(base, size).macs
+    fused = to_fused(base).eval()
+    cl = torch.channels_last
+    deployed = hrnas.deploy(base, input_size=size, batch_size=1)
+    forms = {
+        "3-path (reference), eval, NCHW": (base, torch.contiguous_format),
+        "fused, eval, NCHW": (fused, torch.contiguous_format),
+        "3-path, eval, channels_last": (base, cl),
+        "fused, eval, channels_last": (fused, cl),
+        "deploy": (deployed, deployed.memory_format),
+    }
+    x = torch.randn(1, 3, *size)
+    with torch.inference_mode():
+        for model, fmt in forms.values():
+            model.to(memory_format=fmt)
+        times = side_by_side(forms, x, rounds=1 if quick else 5)
+        base.to(memory_format=torch.contiguous_format)
+        kinds = {}
+        for form in ("3-path (reference), eval, NCHW", "deploy"):
+            model, fmt = forms[form]
+            kinds[form] = conv_breakdown(model, x.contiguous(memory_format=fmt), runs=1 if quick else 3)
+    multi = [m for m in deployed.modules() if isinstance(m, MixedKernelBlock) and len(m.spec.paths) > 1]
+    merged = sum(1 for m in multi if len(m.paths) == 1)
+    return dict(model=name, size=size, macs=macs, times=times, kinds=kinds, peak=peak, merged=(merged, len(multi)),
+                deploy_format=deployed.memory_format)  # fmt: skip
 
 
 def candidates(quick: bool):
@@ -106,10 +208,62 @@ def main() -> None:
                                achieved_gmac_s=round(gmacs, 2), peak_fraction=round(gmacs / peak, 3))  # fmt: skip
                     rows.append(row)
                     print(row, flush=True)
-    write(rows, peak, Path(args.out), args.quick)
+    print("layout study", flush=True)
+    study = layout_study(args.quick, peak)
+    write(rows, peak, Path(args.out), args.quick, study)
 
 
-def write(rows: list[dict], peak: float, out: Path, quick: bool) -> None:
+def study_lines(study: dict) -> list[str]:
+    h, w = study["size"]
+    ref = study["times"]["3-path (reference), eval, NCHW"]
+    lines = [
+        "",
+        f"## Forms of {study['model']} at {h}x{w}, batch 1",
+        "",
+        "Timed side by side in rounds (median). `3-path` is the block as built (one expand, depthwise and project conv",
+        "per kernel path, the original's layout); `fused` = one expand conv for all paths, a depthwise conv per kernel",
+        "group, one project conv over the concatenation (the same function); `deploy` = `hrnas.deploy` (BatchNorm",
+        "folded, per block separate or zero-padded merged paths as measured faster, memory format measured).",
+        "",
+        "| form | latency (ms) | speed-up over the reference | GMAC/s | of peak |",
+        "|---|---|---|---|---|",
+    ]
+    for form, sec in study["times"].items():
+        gmacs = study["macs"] / sec / 1e9
+        lines.append(f"| {form} | {1e3 * sec:.1f} | {ref / sec:.2f}x | {gmacs:.1f} | {gmacs / study['peak']:.1%} |")
+    t = study["times"]
+    lines += [
+        "",
+        f"Fused vs 3-path: {t['3-path (reference), eval, NCHW'] / t['fused, eval, NCHW']:.2f}x in NCHW, "
+        f"{t['3-path, eval, channels_last'] / t['fused, eval, channels_last']:.2f}x in channels_last. "
+        f"Deploy vs plain eval mode: {ref / t['deploy']:.2f}x (it merged the kernel paths of "
+        f"{study['merged'][0]} of {study['merged'][1]} multi-path blocks, and runs in "
+        f"{'channels_last' if study['deploy_format'] == torch.channels_last else 'NCHW'}).",
+    ]
+    for form, (rows, total) in study["kinds"].items():
+        conv_s = sum(r["seconds"] for r in rows)
+        lines += [
+            "",
+            f"### Where the time goes: {form} ({1e3 * total:.1f} ms with a hook on every conv)",
+            "",
+            "| kind | calls | ms | share of time | GMACs | share of MACs | GMAC/s | of peak |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        all_macs = sum(r["macs"] for r in rows)
+        for r in sorted(rows, key=lambda r: -r["seconds"]):
+            rate = r["macs"] / max(r["seconds"], 1e-9) / 1e9
+            lines.append(
+                f"| {r['kind']} | {r['calls']} | {1e3 * r['seconds']:.1f} | {r['seconds'] / total:.1%} | "
+                f"{r['macs'] / 1e9:.3f} | {r['macs'] / all_macs:.1%} | {rate:.1f} | {rate / study['peak']:.1%} |"
+            )
+        lines.append(
+            f"| everything else (attention, resizes, additions, activations) | | {1e3 * (total - conv_s):.1f} | "
+            f"{(total - conv_s) / total:.1%} | | | | |"
+        )
+    return lines
+
+
+def write(rows: list[dict], peak: float, out: Path, quick: bool, study: Optional[dict] = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if quick else ""
     buf = io.StringIO()
@@ -134,6 +288,8 @@ def write(rows: list[dict], peak: float, out: Path, quick: bool) -> None:
             f"| {r['model']} | {r['form']} | {r['input']} | {r['batch']} | {r['latency_ms']} | "
             f"{r['gmacs_per_image']} | {r['achieved_gmac_s']} | {r['peak_fraction']:.1%} |"
         )
+    if study is not None:
+        lines += study_lines(study)
     write_atomic(out / f"latency{suffix}.md", "\n".join(lines) + "\n")
     try:
         import matplotlib

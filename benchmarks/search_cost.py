@@ -1,6 +1,7 @@
 """What one search step costs: step time and peak memory of a supernet training step, before and after shrinking,
 in hrnas's per-path block form (the original code's three-path layout) against the fused form (one expansion
-for all kernel paths, depthwise per kernel group, one projection).
+for all kernel paths, depthwise per kernel group, one projection), each in NCHW (the reference, as the original
+ran) and in channels_last (what ``hrnas.search`` uses on a CPU by default).
 
 Networks: the paper's seg supernet at 512x512 (batch 2) and the CPU preset (``seg_tiny`` with transformers,
 64x64, batch 32), each full-width and shrunk to a tenth of its MACs (every block's hidden channels and tokens
@@ -54,7 +55,7 @@ def shrunk_arch(arch, size, fraction):
     return scaled(lo)
 
 
-def run_one(config: str, shrunk: bool, form: str, steps: int) -> dict:
+def run_one(config: str, shrunk: bool, form: str, layout: str, steps: int) -> dict:
     """One configuration, in this process (called in a subprocess by main)."""
     import torch
 
@@ -70,10 +71,11 @@ def run_one(config: str, shrunk: bool, form: str, steps: int) -> dict:
     model = hrnas.HRNASNet(arch)
     if form == "fused":
         model = to_fused(model)
-    model.train()
+    fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    model.train().to(memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     task = get_task("seg", num_classes=c["classes"])
-    x = torch.randn(c["batch"], 3, c["size"], c["size"])
+    x = torch.randn(c["batch"], 3, c["size"], c["size"]).contiguous(memory_format=fmt)
     y = torch.randint(0, c["classes"], (c["batch"], c["size"], c["size"]))
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times = []
@@ -90,6 +92,7 @@ def run_one(config: str, shrunk: bool, form: str, steps: int) -> dict:
         config=config,
         network="shrunk to 10%" if shrunk else "supernet",
         form=form,
+        layout=layout,
         macs_per_image=hrnas.count_macs(arch, c["size"]),
         step_s=round(statistics.median(times), 3),
         peak_rss_mb=round(peak / 1024, 1),
@@ -102,23 +105,25 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--out", default=str(RESULTS))
-    p.add_argument("--one", help=argparse.SUPPRESS)  # internal: config|shrunk|form
+    p.add_argument("--one", help=argparse.SUPPRESS)  # internal: config|shrunk|form|layout
     args = p.parse_args()
     if args.one:
-        config, shrunk, form = args.one.split("|")
-        print(json.dumps(run_one(config, shrunk == "1", form, args.steps)))
+        config, shrunk, form, layout = args.one.split("|")
+        print(json.dumps(run_one(config, shrunk == "1", form, layout, args.steps)))
         return
     configs = ["seg_tiny 64x64 b32"] if args.quick else list(CONFIGS)
     steps = 1 if args.quick else args.steps
     rows = []
     for config in configs:
         for shrunk in ("0", "1"):
-            for form in ("paths", "fused"):
-                cmd = [sys.executable, __file__, "--one", f"{config}|{shrunk}|{form}", "--steps", str(steps)]
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-                row = json.loads(out.strip().splitlines()[-1])
-                rows.append(row)
-                print(row, flush=True)
+            for layout in ("NCHW", "channels_last"):
+                for form in ("paths", "fused"):
+                    one = f"{config}|{shrunk}|{form}|{layout}"
+                    cmd = [sys.executable, __file__, "--one", one, "--steps", str(steps)]
+                    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                    row = json.loads(out.strip().splitlines()[-1])
+                    rows.append(row)
+                    print(row, flush=True)
     write(rows, "_quick" if args.quick else "", Path(args.out))
 
 
@@ -135,18 +140,26 @@ def write(rows: list[dict], suffix: str, out: Path = RESULTS) -> None:
         "Median seconds of a training step (forward, backward, SGD step; the first step excluded) and peak resident",
         "memory of the process (`step_rss_mb`: growth during the steps). `paths` = hrnas's block (one expand,",
         "depthwise and project conv per kernel path, as the original); `fused` = one expand conv for all paths,",
-        "depthwise per kernel group, one project conv over the concatenation (same weights, same function).",
+        "depthwise per kernel group, one project conv over the concatenation (same weights, same function). Speed-up:",
+        "over the reference (`paths`, NCHW) of the same network; fused / paths: the fused form's speed-up over the",
+        "per-path form in the same layout. Each configuration runs in its own process, one after another.",
         f"Produced by `python benchmarks/search_cost.py{' --quick' if suffix else ''}`.",
         "",
-        "| configuration | network | MMACs / image | form | step (s) | paths speed-up | peak RSS (MB) | step RSS |",
-        "|---|---|---|---|---|---|---|---|",
+        "| configuration | network | MMACs / image | form | layout | step (s) | speed-up | fused / paths "
+        "| peak RSS (MB) | step RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def step_of(r, form, layout):
+        same = [q for q in rows if q["config"] == r["config"] and q["network"] == r["network"]]
+        return next(q["step_s"] for q in same if q["form"] == form and q["layout"] == layout)
+
     for r in rows:
-        ref = [q for q in rows if q["config"] == r["config"] and q["network"] == r["network"] and q["form"] == "fused"]
-        speed = f"{ref[0]['step_s'] / r['step_s']:.2f}x" if r["form"] == "paths" and ref else ""
+        speed = step_of(r, "paths", "NCHW") / r["step_s"]
+        fused = f"{step_of(r, 'paths', r['layout']) / r['step_s']:.2f}x" if r["form"] == "fused" else ""
         lines.append(
-            f"| {r['config']} | {r['network']} | {r['macs_per_image'] / 1e6:.1f} | {r['form']} | {r['step_s']} | "
-            f"{speed} | {r['peak_rss_mb']} | {r['step_rss_mb']} |"
+            f"| {r['config']} | {r['network']} | {r['macs_per_image'] / 1e6:.1f} | {r['form']} | {r['layout']} | "
+            f"{r['step_s']} | {speed:.2f}x | {fused} | {r['peak_rss_mb']} | {r['step_rss_mb']} |"
         )
     write_atomic(out / f"search_cost{suffix}.md", "\n".join(lines) + "\n")
 

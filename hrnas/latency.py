@@ -18,6 +18,11 @@ and input size, with the thread count of the process that builds the table. A ta
 device, thread count and torch version (:attr:`LatencyTable.key`); :func:`latency_table` caches tables under
 ``$HRNAS_CACHE_DIR/latency/`` by that key, the space and the input size.
 
+Machines drift: on a shared CPU the same network measured 20 % faster half an hour later. So a table keeps one of
+its calibration networks as a *reference*, with its latency at build time; :func:`measure_latency` with
+``reference=table`` times a network side by side with it and reports ``t / t_reference * reference_ms``: the
+network's latency in the table's time, which cancels whatever slowed or sped up the whole machine since.
+
 Per-unit costs for the search's penalty (:class:`hrnas.search.units.CostModel` with ``metric='latency'``) are
 ``scale * channel_k`` per channel and the marginal token cost; budgets are predicted latencies.
 """
@@ -85,10 +90,18 @@ def measure_latency(
     repeats: int = 20,
     device: str | torch.device = "cpu",
     in_chans: int = 3,
+    reference: Optional[LatencyTable] = None,
 ) -> float:
     """Median latency in milliseconds of ``model`` in the form the latency model predicts (eval, channels_last,
-    no_grad) on one random batch."""
-    (ms,) = measure_latencies([model], input_size, batch_size, rounds=1, reps=repeats, device=device, in_chans=in_chans)
+    no_grad) on one random batch.
+
+    With ``reference`` (a table that keeps a reference network), the model is timed side by side with that network
+    over three rounds and the result is in the table's time (see the module docstring).
+    """
+    if reference is None or reference.reference is None:
+        (ms,) = measure_latencies([model], input_size, batch_size, 1, repeats, device, in_chans)
+        return ms
+    (ms,), _ = reference.measure_anchored([model], 3, max(1, repeats // 3), device, in_chans)
     return ms
 
 
@@ -168,6 +181,7 @@ class LatencyTable:
     scale: float = 1.0
     offset: float = 0.0
     calibration: Optional[list[dict]] = None  # the whole networks the scale/offset were fitted on
+    reference: Optional[dict] = None  # {"arch": Arch dict, "ms": its latency at build time}: the drift anchor
 
     # -- prediction ---------------------------------------------------------------------------------------
 
@@ -201,6 +215,34 @@ class LatencyTable:
             out[name] = (channel, self.scale * e.token[1], self.scale * e.token[2])
         return out
 
+    # -- measuring in the table's time --------------------------------------------------------------------
+
+    def measure_anchored(
+        self,
+        models: Sequence[torch.nn.Module],
+        rounds: int = 5,
+        reps: int = 3,
+        device: str | torch.device = "cpu",
+        in_chans: int = 3,
+    ) -> tuple[list[float], float]:
+        """Latencies (ms) of ``models`` in the table's time, and the machine's drift since the table was built.
+
+        The models are timed side by side with the reference network (:func:`measure_latencies`); each latency is
+        scaled by ``reference_ms / reference_now``. The drift is ``reference_now / reference_ms`` (above 1: the
+        machine is slower now than when the table was measured).
+        """
+        if self.reference is None:
+            raise ValueError("this latency table keeps no reference network (built by an older hrnas); build it again")
+        from .net import HRNASNet
+
+        state = torch.random.get_rng_state()
+        torch.manual_seed(0)  # the reference's weights do not matter to its speed; keep the caller's RNG untouched
+        ref = HRNASNet(Arch.from_dict(self.reference["arch"]))
+        torch.random.set_rng_state(state)
+        times = measure_latencies([ref, *models], self.input_size, self.batch_size, rounds, reps, device, in_chans)
+        drift = times[0] / self.reference["ms"]
+        return [t / drift for t in times[1:]], drift
+
     # -- files --------------------------------------------------------------------------------------------
 
     def to_dict(self) -> dict:
@@ -225,7 +267,7 @@ class LatencyTable:
         }
         return cls(
             d["key"], d["space"], tuple(d["input_size"]), d["batch_size"], blocks, d["scale"], d["offset"],
-            d.get("calibration"),
+            d.get("calibration"), d.get("reference"),
         )  # fmt: skip
 
     def save(self, path: str | os.PathLike) -> None:
@@ -329,6 +371,11 @@ class LatencyTable:
             # measurements too noisy for a line (a loaded machine): a plain ratio is the safer fit
             table.offset, table.scale = 0.0, sum(measured) / max(sum(sums), 1e-9)
         table.calibration = [{"blocks_us": round(b, 1), "measured_us": round(m, 1)} for b, m in zip(sums, measured)]
+        # the drift anchor: the random calibration network of median latency (mid-sized, so timing it is cheap and
+        # it runs the same kinds of kernels as the networks a search compares with it)
+        ranked = sorted(range(2, len(archs)), key=lambda i: measured[i]) or [0]
+        ref = ranked[len(ranked) // 2]
+        table.reference = {"arch": archs[ref].to_dict(), "ms": measured[ref] / 1e3}
         return table
 
 
@@ -374,7 +421,7 @@ def latency_table(
     if cache and not rebuild and path.exists():
         try:
             table = LatencyTable.load(path)
-            if table.key == device_key(device):
+            if table.key == device_key(device) and table.reference is not None:  # older tables: no drift anchor
                 return table
         except (OSError, ValueError, KeyError):
             pass  # an unreadable cache entry is only a lost measurement: measure again

@@ -20,6 +20,11 @@ def test_quick_mode_writes_its_tables(script, outputs, tmp_path):
         assert (tmp_path / name).stat().st_size > 0
     table = (tmp_path / outputs[0]).read_text()
     assert table.count("|") > 20 and "Produced by" in table
+    if script == "latency.py":  # the forms side by side and the time per kind of conv
+        assert "Deploy vs plain eval mode" in table and "Fused vs 3-path" in table
+        assert table.count("### Where the time goes") == 2 and "depthwise 3x3" in table
+    else:
+        assert "channels_last" in table and "fused / paths" in table
 
 
 def test_search_speedup_quarters():

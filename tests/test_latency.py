@@ -116,6 +116,12 @@ def test_file_round_trip_cache_and_clear_errors(tmp_path, monkeypatch):
     latency_table(tiny_supernet(transformers=False).arch, 32, **kw)  # another supernet: measured anew
     assert len(calls) == 2
     assert len(list((tmp_path / "cache" / "latency").glob("*.json"))) == 2
+    # a table cached by an older hrnas (no reference network to cancel drift) is measured again
+    path = hrnas.latency._cache_path(first.key, supernet, "seg", (32, 32), 1)
+    stale = LatencyTable.load(path)
+    stale.reference = None
+    stale.save(path)
+    assert latency_table(supernet, 32, **kw).reference is not None and len(calls) == 3
 
 
 def test_real_measurement_on_a_tiny_space():
@@ -124,6 +130,39 @@ def test_real_measurement_on_a_tiny_space():
     assert len(table.blocks) == len({block_shape(s, hw) for s, hw in _shapes(supernet, SIZE)})
     assert all(isinstance(e, BlockLatency) and e.base > 0 for e in table.blocks.values())
     assert len(table.calibration) == 4 and table.predict(supernet) > 0
+    random_us = sorted(c["measured_us"] for c in table.calibration[2:])
+    assert 1e3 * table.reference["ms"] == pytest.approx(random_us[len(random_us) // 2], abs=0.06)
+    (ms,), drift = table.measure_anchored([hrnas.HRNASNet(supernet)], rounds=1, reps=1)
+    assert ms > 0 and drift > 0
+
+
+def test_anchored_measurement_cancels_the_machines_drift(monkeypatch, tmp_path):
+    supernet = tiny_supernet().arch
+    table = synthetic_table(supernet)
+    # the reference is the median-latency random calibration network, with its build-time latency
+    random_ms = sorted(c["measured_us"] / 1e3 for c in table.calibration[2:])
+    assert table.reference["ms"] == pytest.approx(random_ms[len(random_ms) // 2], abs=1e-4)  # calibration: 0.1 us
+    assert hrnas.Arch.from_dict(table.reference["arch"]) != supernet
+    table.save(tmp_path / "t.json")
+    table = LatencyTable.load(tmp_path / "t.json")
+    ref_ms = table.reference["ms"]
+    seen = []
+
+    def slow_machine(models, input_size, batch_size=1, rounds=5, reps=3, device="cpu", in_chans=3):
+        # everything runs 1.3x slower than when the table was built; the model itself takes 13 ms now
+        seen.append([m.arch for m in models])
+        return [1.3 * ref_ms] + [13.0] * (len(models) - 1)
+
+    monkeypatch.setattr(hrnas.latency, "measure_latencies", slow_machine)
+    model = hrnas.HRNASNet(supernet)
+    (ms,), drift = table.measure_anchored([model])
+    assert drift == pytest.approx(1.3) and ms == pytest.approx(10.0)
+    assert seen[0] == [hrnas.Arch.from_dict(table.reference["arch"]), supernet]  # side by side, reference first
+    assert hrnas.latency.measure_latency(model, SIZE, reference=table) == pytest.approx(10.0)
+    assert hrnas.latency.measure_latency(model, SIZE) == pytest.approx(1.3 * ref_ms)  # no reference: raw time
+    table.reference = None
+    with pytest.raises(ValueError, match="no reference network.*build it again"):
+        table.measure_anchored([model])
 
 
 def _shapes(arch, size):
@@ -165,10 +204,11 @@ def test_measured_latency_feedback_puts_the_found_network_on_the_budget(monkeypa
 
     timed = []
 
-    def fake_measure(model, input_size, batch_size=1, repeats=20, device="cpu", in_chans=3):
-        assert tuple(input_size) == SIZE
+    def fake_measure(model, input_size, batch_size=1, repeats=20, device="cpu", in_chans=3, reference=None):
+        assert tuple(input_size) == SIZE and reference is table  # timed against the table's reference network
         timed.append(model.arch)
-        return device_ms(model.arch)
+        # a noisy device: every third reading of a network is 10 % low
+        return device_ms(model.arch) * (0.9 if len(timed) % 3 == 0 else 1.0)
 
     monkeypatch.setattr(hrnas.latency, "measure_latency", fake_measure)
     target = 0.5 * full
@@ -185,6 +225,8 @@ def test_measured_latency_feedback_puts_the_found_network_on_the_budget(monkeypa
         output_dir=str(tmp_path),
         **small,
     )
+    # readings of the same network are pooled (median): the low ones do not decide
+    assert timed.count(res.arch) >= 2
     assert res.measured_latency_ms == pytest.approx(device_ms(res.arch), rel=1e-3)
     # costs are whole microseconds: the bound holds to within half of one
     assert 0.9 * target - 5e-4 <= res.measured_latency_ms <= target + 5e-4
