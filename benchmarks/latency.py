@@ -13,19 +13,19 @@ Then, for the seg supernet at 512x1024, batch 1 (``--quick``: the tiny one at 22
 (the per-path reference block in eval mode, the fused block, each in both memory formats, and the deploy form), and
 where the time goes: every convolution timed by hooks, grouped by kind, with its MACs and achieved GMAC/s.
 
-Writes benchmarks/results/latency.md, latency.csv and latency.png (latency against MACs).
+Writes benchmarks/results/latency.md, latency.csv and latency.png (latency against MACs), and latency_forms.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import io
 import statistics
 import time
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import timm
 import torch
@@ -138,19 +138,17 @@ def layout_study(quick: bool, peak: float) -> dict:
     fused = to_fused(base).eval()
     cl = torch.channels_last
     deployed = hrnas.deploy(base, input_size=size, batch_size=1)
+    # one copy per memory format: a conv whose weights are channels_last runs channels_last whatever its input
     forms = {
         "3-path (reference), eval, NCHW": (base, torch.contiguous_format),
         "fused, eval, NCHW": (fused, torch.contiguous_format),
-        "3-path, eval, channels_last": (base, cl),
-        "fused, eval, channels_last": (fused, cl),
+        "3-path, eval, channels_last": (copy.deepcopy(base).to(memory_format=cl), cl),
+        "fused, eval, channels_last": (copy.deepcopy(fused).to(memory_format=cl), cl),
         "deploy": (deployed, deployed.memory_format),
     }
     x = torch.randn(1, 3, *size)
     with torch.inference_mode():
-        for model, fmt in forms.values():
-            model.to(memory_format=fmt)
         times = side_by_side(forms, x, rounds=1 if quick else 5)
-        base.to(memory_format=torch.contiguous_format)
         kinds = {}
         for form in ("3-path (reference), eval, NCHW", "deploy"):
             model, fmt = forms[form]
@@ -181,6 +179,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="smoke test: tiny, one size, one batch, one run")
     p.add_argument("--budget", type=float, default=8.0, help="seconds of timed runs per configuration (after 2)")
     p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--forms-only", action="store_true", help="only the forms of the seg supernet (latency_forms.md)")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_grad_enabled(False)
@@ -188,6 +187,9 @@ def main() -> None:
     budget = 0.0 if args.quick else args.budget
     peak = matmul_peak(0.5 if args.quick else 3.0)
     print(f"fp32 matmul peak: {peak:.1f} GMAC/s on {torch.get_num_threads()} threads")
+    if args.forms_only:
+        write_study(layout_study(args.quick, peak), Path(args.out), args.quick)
+        return
     rows = []
     for label, factory, is_hrnas in candidates(args.quick):
         base = factory().eval()
@@ -209,16 +211,24 @@ def main() -> None:
                     rows.append(row)
                     print(row, flush=True)
     print("layout study", flush=True)
-    study = layout_study(args.quick, peak)
-    write(rows, peak, Path(args.out), args.quick, study)
+    write_study(layout_study(args.quick, peak), Path(args.out), args.quick)
+
+
+def write_study(study: dict, out: Path, quick: bool) -> None:
+    suffix = "_quick" if quick else ""
+    head = [
+        f"# Forms of {study['model']} at {study['size'][0]}x{study['size'][1]}, batch 1",
+        "",
+        f"Machine: {_machine()}; fp32 matmul peak measured in the same run: **{study['peak']:.1f} GMAC/s**.",
+        f"Produced by `python benchmarks/latency.py{' --quick' if quick else ''}` (alone: `--forms-only`).",
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / f"latency_forms{suffix}.md", "\n".join(head + study_lines(study)) + "\n")
 
 
 def study_lines(study: dict) -> list[str]:
-    h, w = study["size"]
     ref = study["times"]["3-path (reference), eval, NCHW"]
     lines = [
-        "",
-        f"## Forms of {study['model']} at {h}x{w}, batch 1",
         "",
         "Timed side by side in rounds (median). `3-path` is the block as built (one expand, depthwise and project conv",
         "per kernel path, the original's layout); `fused` = one expand conv for all paths, a depthwise conv per kernel",
@@ -244,7 +254,7 @@ def study_lines(study: dict) -> list[str]:
         conv_s = sum(r["seconds"] for r in rows)
         lines += [
             "",
-            f"### Where the time goes: {form} ({1e3 * total:.1f} ms with a hook on every conv)",
+            f"## Where the time goes: {form} ({1e3 * total:.1f} ms with a hook on every conv)",
             "",
             "| kind | calls | ms | share of time | GMACs | share of MACs | GMAC/s | of peak |",
             "|---|---|---|---|---|---|---|---|",
@@ -263,7 +273,7 @@ def study_lines(study: dict) -> list[str]:
     return lines
 
 
-def write(rows: list[dict], peak: float, out: Path, quick: bool, study: Optional[dict] = None) -> None:
+def write(rows: list[dict], peak: float, out: Path, quick: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if quick else ""
     buf = io.StringIO()
@@ -288,8 +298,6 @@ def write(rows: list[dict], peak: float, out: Path, quick: bool, study: Optional
             f"| {r['model']} | {r['form']} | {r['input']} | {r['batch']} | {r['latency_ms']} | "
             f"{r['gmacs_per_image']} | {r['achieved_gmac_s']} | {r['peak_fraction']:.1%} |"
         )
-    if study is not None:
-        lines += study_lines(study)
     write_atomic(out / f"latency{suffix}.md", "\n".join(lines) + "\n")
     try:
         import matplotlib

@@ -21,8 +21,9 @@ def test_quick_mode_writes_its_tables(script, outputs, tmp_path):
     table = (tmp_path / outputs[0]).read_text()
     assert table.count("|") > 20 and "Produced by" in table
     if script == "latency.py":  # the forms side by side and the time per kind of conv
-        assert "Deploy vs plain eval mode" in table and "Fused vs 3-path" in table
-        assert table.count("### Where the time goes") == 2 and "depthwise 3x3" in table
+        forms = (tmp_path / "latency_forms_quick.md").read_text()
+        assert "Deploy vs plain eval mode" in forms and "Fused vs 3-path" in forms
+        assert forms.count("## Where the time goes") == 2 and "depthwise 3x3" in forms
     else:
         assert "channels_last" in table and "fused / paths" in table
 
