@@ -210,6 +210,7 @@ def main() -> None:
                                achieved_gmac_s=round(gmacs, 2), peak_fraction=round(gmacs / peak, 3))  # fmt: skip
                     rows.append(row)
                     print(row, flush=True)
+    write(rows, peak, Path(args.out), args.quick)
     print("layout study", flush=True)
     write_study(layout_study(args.quick, peak), Path(args.out), args.quick)
 
