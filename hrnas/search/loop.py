@@ -531,7 +531,7 @@ class _Run:
         )
         # the same network is timed again at later checks (a rejected cut leaves it in place); pooling its readings
         # (median) keeps one low or high reading (+-5 % here, even side by side with the reference) from deciding
-        digest = hashlib.sha256(arch.to_json().encode()).hexdigest()[:16]
+        digest = _arch_digest(arch)
         readings = [c["reading_ms"] for c in self.latency_checks if c.get("arch") == digest] + [round(reading, 4)]
         measured = statistics.median(readings)
         self.cost_model.correction = measured / predicted
@@ -557,13 +557,15 @@ class _Run:
             floor = self.controller.lower * ceiling
         else:
             ceiling, floor = float("inf"), self.controller.floor_at(self.step)
-        for _ in range(3):
+        # at most three re-choices; the last choice is timed too (and kept even if still outside), so that a final
+        # cut never leaves a network whose latency the search did not measure
+        for attempt in range(4):
             if not bool(sel.removed.any()):
                 break
             candidate = index.arch_without(sel.removed)
             if not self._measure_latency(candidate, force=final):
                 break
-            if floor <= self.cost_model.total(candidate) <= ceiling:
+            if attempt == 3 or floor <= self.cost_model.total(candidate) <= ceiling:
                 break
             sel = select_units(index, self.cfg.threshold, self.controller, self.step, final, self.min_shrink, budget)
         return sel
@@ -745,9 +747,10 @@ class _Run:
         )
 
     def _measured_latency(self) -> Optional[float]:
-        if self._measured_arch != self.arch or not self.latency_checks:
-            return None
-        return self.latency_checks[-1]["measured_ms"]
+        # the kept network's own readings (pooled); the last network timed can be a cut that was then not made
+        digest = _arch_digest(self.arch)
+        mine = [c["measured_ms"] for c in self.latency_checks if c.get("arch") == digest]
+        return mine[-1] if mine else None
 
     def _take_member(self, i: int) -> None:
         """A family member: cut to budget ``i`` (EMA gates decide, as at the end of a run), evaluate, keep."""
@@ -853,3 +856,8 @@ def search(
     """
     cfg = (config or SearchConfig()).replace(**settings)
     return _Run(supernet, train_data, val_data, cfg, loss, metric, latency_model).run()
+
+
+def _arch_digest(arch: Arch) -> str:
+    """A short stable name of an architecture (latency checks record which network each reading was of)."""
+    return hashlib.sha256(arch.to_json().encode()).hexdigest()[:16]
