@@ -110,3 +110,6 @@ def test_latency_model_quick_mode(tmp_path):
     by_job = {r["job"]: r for r in search}
     assert float(by_job["latency"]["measured_in_search_ms"]) > 0
     assert by_job["latency, table only"]["measured_in_search_ms"] == ""
+    # each latency search's budget is the measured latency of the MACs search of its seed, compared per seed
+    assert int(by_job["latency"]["budget"]) == pytest.approx(1e3 * float(by_job["macs"]["target_ms"]), abs=1)
+    assert "Latency-aware against MACs-aware, per seed" in table

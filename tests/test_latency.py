@@ -16,6 +16,7 @@ from hrnas.arch import BlockSpec
 from hrnas.cost import block_input_sizes
 from hrnas.data import FashionMNISTScenes
 from hrnas.latency import BlockLatency, LatencyTable, block_shape, latency_table, random_arch
+from hrnas.search.checkpoint import load_checkpoint
 from hrnas.search.units import CostModel
 
 SIZE = (32, 32)
@@ -182,7 +183,7 @@ def test_latency_budgeted_search_ends_inside_the_budget():
     res = hrnas.search(
         supernet, *scenes, latency_ms=target, latency_model=table, input_size=SIZE, latency_feedback=False, **small
     )
-    assert 0.9 * target <= table.predict(res.arch) <= target
+    assert 0.95 * target <= table.predict(res.arch) <= target  # a latency budget's band
     assert res.history[-1]["cost"] == round(1e3 * table.predict(res.arch))
     assert res.measured_latency_ms is None
     # the penalty weights units by their measured time, not their MACs
@@ -208,8 +209,10 @@ def test_measured_latency_feedback_puts_the_found_network_on_the_budget(monkeypa
     def fake_measure(model, input_size, batch_size=1, repeats=20, device="cpu", in_chans=3, reference=None):
         assert tuple(input_size) == SIZE and reference is table  # timed against the table's reference network
         timed.append(model.arch)
-        # a noisy device: every third reading of a network is 10 % low
-        return device_ms(model.arch) * (0.9 if len(timed) % 3 == 0 else 1.0)
+        # a noisy device: every third reading of a network is 5 % low (readings of the final network scatter by 2 %
+        # (standard deviation) on this project's machines; a 10 % low reading, under half as likely as one in a
+        # thousand, can make a final cut land just under the latency band's 5 % width)
+        return device_ms(model.arch) * (0.95 if len(timed) % 3 == 0 else 1.0)
 
     monkeypatch.setattr(hrnas.latency, "measure_latency", fake_measure)
     target = 0.5 * full
@@ -226,11 +229,17 @@ def test_measured_latency_feedback_puts_the_found_network_on_the_budget(monkeypa
         output_dir=str(tmp_path),
         **small,
     )
-    # readings of the same network are pooled (median): the low ones do not decide
-    assert timed.count(res.arch) >= 2
+    # networks are timed again at later checks (a rejected cut leaves the network in place), and their readings are
+    # pooled (median, checked in the erratic-device test below): a low one alone does not decide
+    assert any(timed.count(arch) >= 2 for arch in timed)
+    checks = load_checkpoint(tmp_path / "checkpoint.pt")["latency_checks"]
+    assert len(checks) == len(timed)
+    for i, check in enumerate(checks):
+        readings = [c["reading_ms"] for c in checks[: i + 1] if c["arch"] == check["arch"]]
+        assert check["measured_ms"] == pytest.approx(statistics.median(readings), abs=1e-4)
     assert res.measured_latency_ms == pytest.approx(device_ms(res.arch), rel=1e-3)
     # costs are whole microseconds: the bound holds to within half of one
-    assert 0.9 * target - 5e-4 <= res.measured_latency_ms <= target + 5e-4
+    assert 0.95 * target - 5e-4 <= res.measured_latency_ms <= target + 5e-4  # a latency budget's band
     assert timed[-1] == res.arch and supernet.arch not in timed  # measured only near the budget
     assert res.history[-1]["latency_correction"] == pytest.approx(device_ms(res.arch) / table.predict(res.arch), 1e-3)
     assert "measured" in res.summary()
@@ -256,7 +265,7 @@ def test_a_table_from_another_device_is_not_corrected_by_timing_here(monkeypatch
     small = dict(steps=6, batch_size=8, shrink_every=2, calib_batches=1, progress=False, latency_feedback=True)
     with pytest.warns(UserWarning, match="the latency table was measured on 'cuda:Some GPU"):
         res = hrnas.search(supernet, *scenes, latency_ms=target, latency_model=table, input_size=SIZE, **small)
-    assert res.measured_latency_ms is None and 0.9 * target - 5e-4 <= table.predict(res.arch) <= target
+    assert res.measured_latency_ms is None and 0.95 * target - 5e-4 <= table.predict(res.arch) <= target
 
 
 def test_latency_budget_errors():
@@ -282,7 +291,7 @@ def test_search_measures_or_reuses_the_table_by_itself(tmp_path, monkeypatch):
     small = dict(steps=6, batch_size=8, shrink_every=2, calib_batches=1, progress=False, latency_feedback=False)
     res = hrnas.search(supernet, *scenes, latency_ms=target, input_size=SIZE, **small)
     assert res.budget_kind == "latency" and res.budget == round(1e3 * target)
-    assert 0.9 * target <= cached.predict(res.arch) <= target
+    assert 0.95 * target <= cached.predict(res.arch) <= target
 
 
 def test_an_erratic_device_still_reports_the_final_networks_measured_latency(monkeypatch):

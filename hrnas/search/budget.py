@@ -3,17 +3,17 @@
 Paper mode (no budget): ``rho`` ramps linearly from 0 to ``rho_max`` over the warm-up, then stays; whatever the
 threshold removes is the result.
 
-Budget mode: the cost is steered along a geometric trajectory from the supernet's cost to ``0.95 x budget``,
-reached at ``reach`` (default 60 %) of the run; the rest of the run trains the final architecture. At every shrink
-check the units whose gamma the penalty has emptied are removed (never below ``0.9 x budget``); if the network is
-still above the trajectory, the lowest-``|gamma|`` units are removed down to it and ``rho`` grows, because the
-penalty was too weak to empty them by itself; ahead of the trajectory, ``rho`` grows too when the network shrank
-more slowly than the trajectory since the last check. ``rho`` is lowered only once the network has arrived, so
-that the survivors can recover. So the run ends inside ``[0.9, 1.0] x budget`` by construction, and ``rho`` finds
-its own scale for the data, the optimizer and the run length (the paper could only reach a size by trying values
-of ``rho``). An optional ``hold`` (a fraction of the run) delays the trajectory while ``rho`` ramps up from 0 and
-only emptied units go; on the 500-step benchmark runs it measured worse (the same shrinking squeezed into less of
-the run), so it is off by default.
+Budget mode: the cost is steered along a geometric trajectory from the supernet's cost to ``goal x budget``
+(0.95), reached at ``reach`` (default 60 %) of the run; the rest of the run trains the final architecture. At every
+shrink check the units whose gamma the penalty has emptied are removed (never below ``lower x budget``, 0.9); if the
+network is still above the trajectory, the lowest-``|gamma|`` units are removed down to it and ``rho`` grows,
+because the penalty was too weak to empty them by itself; ahead of the trajectory, ``rho`` grows too when the
+network shrank more slowly than the trajectory since the last check. ``rho`` is lowered only once the network has
+arrived, so that the survivors can recover. So the run ends inside ``[lower, 1.0] x budget`` by construction (the
+search uses 0.975 and 0.95 for latency budgets), and ``rho`` finds its own scale for the data, the optimizer and the
+run length (the paper could only reach a size by trying values of ``rho``). An optional ``hold`` (a fraction of the
+run) delays the trajectory while ``rho`` ramps up from 0 and only emptied units go; on the 500-step benchmark runs
+it measured worse (the same shrinking squeezed into less of the run), so it is off by default.
 """
 
 from __future__ import annotations
