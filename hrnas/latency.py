@@ -102,8 +102,8 @@ def measure_latency(
         (ms,) = measure_latencies([model], input_size, batch_size, 1, repeats, device, in_chans)
         return ms
     # more rounds for longer measurements: load comes and goes within seconds, and each round sees it hit both
-    # networks alike (measured on a seg_tiny network of 10 ms, ten readings each: 3 rounds of 7 runs scattered by
-    # 5 % (standard deviation), 5 rounds of 12 by 2 %)
+    # networks alike (benchmarks/latency_scatter.py: ten readings each of 9-12 ms seg_tiny networks scattered by
+    # 8.7 % in 3 rounds of 7 runs, by 4.5 % in 5 rounds of 12 (coefficient of variation, a busy machine))
     rounds = max(3, min(5, repeats // 10))
     (ms,), _ = reference.measure_anchored([model], rounds, max(1, repeats // rounds), device, in_chans)
     return ms

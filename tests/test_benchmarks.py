@@ -28,6 +28,21 @@ def test_quick_mode_writes_its_tables(script, outputs, tmp_path):
         assert "channels_last" in table and "fused / paths" in table
 
 
+@pytest.mark.slow
+def test_latency_scatter_quick_mode(tmp_path):
+    script = BENCH / "latency_scatter.py"
+    subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], check=True, timeout=600)
+    with open(tmp_path / "latency_scatter_quick.csv") as f:
+        rows = list(csv.DictReader(f))
+    # two networks, each read in both forms; every spread is a real number
+    assert [(r["form"].split()[0], r["network"]) for r in rows] == [
+        ("short", "0"), ("short", "1"), ("long", "0"), ("long", "1")
+    ]  # fmt: skip
+    assert all(float(r[k]) >= 0 for r in rows for k in r if k.endswith("_pct"))
+    table = (tmp_path / "latency_scatter_quick.md").read_text()
+    assert "Produced by" in table and "against the table's reference" in table
+
+
 def test_search_speedup_quarters():
     sys.path.insert(0, str(BENCH))
     try:
