@@ -527,9 +527,9 @@ class _Run:
                 return False
         from .. import latency
 
-        # about 2 s of timing, 6 to 21 runs (the final network's: 6 s, up to 60 runs; its reading is the one
-        # reported); side by side with the table's reference network where it keeps one, so that the machine's
-        # drift since the table was built (20 % and more on a shared CPU) cancels
+        # 6 to 21 runs, about 2 s at most (the final network's: up to 60 runs, 6 s; its reading is the one reported);
+        # side by side with the table's reference network where it keeps one, so that the machine's drift since the
+        # table was built (20 % and more on a shared CPU) cancels
         span, most = (6000, 60) if force else (2000, 21)
         repeats = max(6, min(most, int(span / max(self.cost_model.correction * predicted, 1e-3))))
         net = self._build(arch)
