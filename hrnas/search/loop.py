@@ -49,8 +49,9 @@ __all__ = ["search"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # A latency budget's end point is centred higher in a narrower band than a MACs budget's ([0.9, 1.0]): the cost is
-# a measurement, and its scatter between moments (about +-5 % on a shared CPU, even side by side with the table's
-# reference network) decides on which side of the band a network lands when measured again; MACs are exact.
+# a measurement, and its scatter between moments (5-10 % on a shared CPU, even side by side with the table's
+# reference network: benchmarks/results/latency_model.md) decides on which side of the band a network lands when
+# measured again; MACs are exact.
 LATENCY_BAND = dict(goal=0.975, lower=0.95)
 
 
