@@ -242,6 +242,8 @@ def _search_overrides(args: argparse.Namespace) -> dict:
 
 
 def _add_search_parser(sub) -> None:
+    from .search.recipes import DATA_SETS
+
     p = sub.add_parser(
         "search",
         help="search an architecture (no options: the CPU demo)",
@@ -255,7 +257,7 @@ def _add_search_parser(sub) -> None:
     g.add_argument("--num-classes", type=int)
     g.add_argument("--no-transformers", action="store_true", help="search conv channels only")
     g = p.add_argument_group("data")
-    g.add_argument("--data", choices=("fmnist-scenes", "fmnist", "folder"))
+    g.add_argument("--data", choices=DATA_SETS)
     g.add_argument("--data-path", help="Fashion-MNIST idx directory, or the folder data set's root")
     g.add_argument("--image-size", type=int)
     g.add_argument("--train-size", type=int)

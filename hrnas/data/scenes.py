@@ -35,7 +35,7 @@ _SOURCE_SPLIT = {"train": "train", "val": "test", "test": "test"}
 _PLACEMENT_TRIES = 20
 
 
-def _overlap(a: Placement, b: Placement) -> float:
+def overlap(a: Placement, b: Placement) -> float:
     """Shared box area as a fraction of the smaller of the two boxes."""
     rows = max(0, min(a.top + a.size, b.top + b.size) - max(a.top, b.top))
     cols = max(0, min(a.left + a.size, b.left + b.size) - max(a.left, b.left))
@@ -50,6 +50,24 @@ class Placement(NamedTuple):
     top: int  # row of the item's top-left corner on the canvas
     left: int  # column of the item's top-left corner on the canvas
     size: int  # side of the (square) resized item in pixels
+
+
+def paste_item(canvas: torch.Tensor, mask: torch.Tensor, image: torch.Tensor, item: Placement) -> torch.Tensor:
+    """Paste Fashion-MNIST ``image`` (uint8, 28x28) resized to ``item.size`` at ``item``'s position, in place.
+
+    ``canvas`` holds grey levels 0-255. Only the item's own pixels (brighter than `ITEM_THRESHOLD`) are
+    written, so an item occludes what lies under its silhouette but not under its empty corners; ``mask``
+    gets ``item.label + 1`` there. Returns the item's foreground (a bool tensor of the item's box).
+    """
+    pixels = image.float()
+    if item.size != IMAGE_SIDE:
+        pixels = F.interpolate(pixels[None, None], size=(item.size, item.size), mode="bilinear", antialias=True)[0, 0]
+    foreground = pixels > ITEM_THRESHOLD
+    rows = slice(item.top, item.top + item.size)
+    cols = slice(item.left, item.left + item.size)
+    canvas[rows, cols] = torch.where(foreground, pixels, canvas[rows, cols])
+    mask[rows, cols] = torch.where(foreground, item.label + 1, mask[rows, cols])
+    return foreground
 
 
 class FashionMNISTScenes(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -150,7 +168,7 @@ class FashionMNISTScenes(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 top = rng.randint(0, height - size)
                 left = rng.randint(0, width - size)
                 item = Placement(source_index, label, top, left, size)
-                if all(_overlap(item, other) <= self.max_overlap for other in placements):
+                if all(overlap(item, other) <= self.max_overlap for other in placements):
                     placements.append(item)
                     break
         return tuple(placements)
@@ -160,18 +178,7 @@ class FashionMNISTScenes(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         canvas = torch.zeros(self.canvas)
         mask = torch.zeros(self.canvas, dtype=torch.int64)
         for item in self.layout(index):
-            pixels = self.images[item.source_index].float()
-            if item.size != IMAGE_SIDE:
-                pixels = F.interpolate(
-                    pixels[None, None], size=(item.size, item.size), mode="bilinear", antialias=True
-                )[0, 0]
-            foreground = pixels > ITEM_THRESHOLD
-            rows = slice(item.top, item.top + item.size)
-            cols = slice(item.left, item.left + item.size)
-            # Overwrite only the item's own pixels, so an item occludes what lies under its
-            # silhouette but not under its empty corners.
-            canvas[rows, cols] = torch.where(foreground, pixels, canvas[rows, cols])
-            mask[rows, cols] = torch.where(foreground, item.label + 1, mask[rows, cols])
+            paste_item(canvas, mask, self.images[item.source_index], item)
         if self.augment and self._flip(index):
             canvas, mask = canvas.flip(-1), mask.flip(-1)
         image = (canvas / 255.0 - MEAN) / STD

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 __all__ = ["DataSpec", "DEMO", "SupernetSpec", "build_data", "demo_settings"]
 
-DATA_SETS = ("fmnist-scenes", "fmnist", "folder")
+DATA_SETS = ("fmnist-scenes", "fmnist", "textured-scenes", "textured-keypoints", "textured-fmnist", "folder")
 
 
 @dataclass
@@ -24,6 +24,9 @@ class DataSpec:
     layout), ``train_size`` / ``val_size`` scenes of ``image_size`` pixels. ``fmnist``: Fashion-MNIST
     classification at ``image_size`` (``train_size`` / ``val_size`` images per class, None: all). ``folder``:
     ``path/train`` and ``path/val`` in the segmentation folder format (:class:`hrnas.data.SegmentationFolder`).
+    ``textured-scenes`` / ``textured-keypoints`` / ``textured-fmnist``: the textured proxies of
+    :mod:`hrnas.data.textured` (segmentation, 9 keypoint heatmaps, classification), ``train_size`` / ``val_size``
+    items of ``image_size`` pixels; they need scikit-image's bundled photographs.
     """
 
     name: str = "fmnist-scenes"
@@ -59,6 +62,20 @@ def build_data(spec: DataSpec):
         )
         val = FashionMNISTScenes("val", n_val, canvas=spec.image_size, seed=spec.seed, data_dir=spec.path)
         return train, val
+    if spec.name.startswith("textured-"):
+        from ..data import textured
+
+        kind = {
+            "textured-scenes": textured.TexturedScenes,
+            "textured-keypoints": textured.TexturedKeypoints,
+            "textured-fmnist": textured.TexturedFashionMNIST,
+        }.get(spec.name)
+        if kind is None:
+            raise ValueError(f"unknown data set {spec.name!r}; choose one of {DATA_SETS}")
+        n_train = spec.train_size if spec.train_size is not None else 6000
+        n_val = spec.val_size if spec.val_size is not None else 1000
+        common = dict(canvas=spec.image_size, seed=spec.seed, data_dir=spec.path)
+        return kind("train", n_train, augment=spec.augment, **common), kind("val", n_val, **common)
     if spec.name == "fmnist":
         train = FashionMNIST(
             "train", spec.path, image_size=spec.image_size, limit=spec.train_size, augment=spec.augment, seed=spec.seed

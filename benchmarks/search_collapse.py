@@ -1,0 +1,224 @@
+"""Why does the proxy metric collapse when a search cuts a supernet to a few per cent of its cost? Measured.
+
+One zoo recipe (default ``hrnas_pose_a``: 205 MMACs at 256x192, 3.5 % of the pose supernet) is searched with
+diagnostics, then its final architecture is retrained from scratch with the same steps, data and schedule:
+
+- at every evaluation, the metric of the EMA weights after BatchNorm re-calibration (what the search reports),
+  of the trained weights after re-calibration, and of the trained weights with their own running statistics;
+- at every shrink check, the training loss of the current weights on a fixed probe batch (train-mode BatchNorm,
+  so the cut's effect is not hidden by stale statistics) before and after the cut, the cost removed, whether
+  live units were forced out, the share of the gate mass removed and the learning rate.
+
+If the searched architecture retrained from scratch ends near the search's end point, the architecture (not the
+process) limits the metric; if the trained weights beat the EMA weights after cuts, the EMA lags the shrinking
+network; large probe-loss jumps at forced cuts mean still-important units were cut.
+
+    python benchmarks/search_collapse.py --recipe hrnas_pose_a --name default
+    python benchmarks/search_collapse.py --recipe hrnas_pose_a --name reach45 --set reach=0.45
+
+Writes ``benchmarks/results/search_collapse/<name>.json`` (everything) and regenerates
+``benchmarks/results/search_collapse.md`` from every JSON there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from hrnas._files import write_atomic
+from hrnas.cost import count_macs
+from hrnas.search import loop as search_loop
+from hrnas.search.recipes import build_data
+from hrnas.search.zoo_recipes import ZOO_RECIPES, _supernet, proxy_data
+
+RESULTS = Path(__file__).parent / "results"
+OUT = RESULTS / "search_collapse"
+
+
+class _DiagnosedRun(search_loop._Run):
+    """A search run that also records what each shrink and each evaluation did (read-only observers)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.probe = next(iter(self.batches.epoch(10**6 + 1)))
+        self.shrinks: list[dict] = []
+        self.evals: list[dict] = []
+
+    @torch.no_grad()
+    def _probe_loss(self) -> float:
+        x, target = search_loop._split(search_loop._to(self.probe, self.device))
+        self.model.train()  # batch statistics: the loss of the weights, not of stale running statistics
+        state = {k: v.clone() for k, v in self.model.state_dict().items() if "running" in k or "num_batches" in k}
+        out = self.model(x.contiguous(memory_format=torch.channels_last) if self._channels_last else x)
+        loss = float(self.loss_fn(out.float(), target))
+        self.model.load_state_dict(state, strict=False)  # the probe must not move the running statistics
+        return loss
+
+    def shrink(self, final: bool = False, budget=None) -> None:
+        before_loss, before_macs = self._probe_loss(), count_macs(self.arch, self.cost_size, self.in_chans)
+        gate_mass = float(sum(g.detach().abs().sum() for g, _ in self.gates))
+        super().shrink(final, budget)
+        after_macs = count_macs(self.arch, self.cost_size, self.in_chans)
+        if after_macs == before_macs:
+            return
+        kept_mass = float(sum(g.detach().abs().sum() for g, _ in self.gates))
+        self.shrinks.append(
+            {
+                "step": self.step,
+                "final": final,
+                "macs_before": before_macs,
+                "macs_after": after_macs,
+                "forced": self._forced_last,
+                "gate_mass_removed": round(1.0 - kept_mass / max(gate_mass, 1e-12), 5),
+                "probe_loss_before": round(before_loss, 5),
+                "probe_loss_after": round(self._probe_loss(), 5),
+                "lr": self.lr(),
+                "rho": self.rho(),
+            }
+        )
+
+    _forced_last = False
+
+    def record(self, metric):
+        row = super().record(metric)
+        if self.val_data is not None:
+            raw = self._build(self.arch).to(self.device)
+            raw.load_state_dict(self.model.state_dict())
+            own_stats = self.evaluate(raw.eval())
+            search_loop.calibrate_bn(raw, self._calibration_inputs())
+            self.evals.append(
+                {
+                    "step": self.step,
+                    "macs": row["macs"],
+                    "ema_calibrated": metric,
+                    "weights_calibrated": self.evaluate(raw.eval()),
+                    "weights_own_stats": own_stats,
+                    "lr": row["lr"],
+                }
+            )
+        return row
+
+
+def _forced_tracking() -> None:
+    """Record whether the selection of the last shrink was forced (select_units reports it; shrink drops it)."""
+    original = search_loop.select_units
+
+    def tracked(*args, **kwargs):
+        sel = original(*args, **kwargs)
+        _DiagnosedRun._forced_last = bool(sel.forced)
+        return sel
+
+    search_loop.select_units = tracked
+
+
+def _run(recipe, settings: dict, out_dir: Path, retrain_arch=None) -> tuple[dict, _DiagnosedRun]:
+    data = proxy_data(recipe)
+    train, val = build_data(data)
+    torch.manual_seed(recipe.seed)
+    supernet = _supernet(recipe, data.num_classes)
+    if retrain_arch is not None:
+        from hrnas.net import HRNASNet
+
+        torch.manual_seed(recipe.seed)
+        supernet = HRNASNet(retrain_arch.with_num_classes(data.num_classes), in_chans=3)
+        settings = {**settings, "rho": 0.0, "threshold": -1.0}
+    cfg = search_loop.SearchConfig().replace(
+        budget=recipe.budget if retrain_arch is None else None,
+        input_size=recipe.input_size,
+        cost_num_classes=recipe.num_classes,
+        seed=recipe.seed,
+        output_dir=str(out_dir),
+        progress=False,
+        **settings,
+    )
+    started = time.time()
+    run = _DiagnosedRun(supernet, train, val, cfg)
+    result = run.run()
+    return {
+        "metric": result.metric,
+        "macs": result.macs,
+        "wall_s": round(time.time() - started, 1),
+        "evals": run.evals,
+        "shrinks": run.shrinks,
+        "arch": result.arch.to_dict(),
+    }, run
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--recipe", default="hrnas_pose_a", choices=sorted(ZOO_RECIPES))
+    p.add_argument("--name", required=True, help="name of this variant (its JSON file)")
+    p.add_argument("--set", action="append", default=[], help="override a search setting: key=value (YAML value)")
+    p.add_argument("--no-retrain", action="store_true", help="skip retraining the found architecture from scratch")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recipe = ZOO_RECIPES[args.recipe]
+    settings = dict(recipe.search)
+    for item in args.set:
+        key, _, value = item.partition("=")
+        settings[key] = yaml.safe_load(value)
+    _forced_tracking()
+    work = Path("runs/search_collapse") / args.name
+    report = {"recipe": args.recipe, "settings": settings, "threads": torch.get_num_threads()}
+    report["search"], run = _run(recipe, settings, work / "search")
+    print(json.dumps({k: report["search"][k] for k in ("metric", "macs", "wall_s")}), flush=True)
+    if not args.no_retrain:
+        from hrnas.arch import Arch
+
+        arch = Arch.coerce(report["search"]["arch"])
+        report["retrained"], _ = _run(recipe, settings, work / "retrained", retrain_arch=arch)
+        print(json.dumps({k: report["retrained"][k] for k in ("metric", "macs", "wall_s")}), flush=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    write_atomic(OUT / f"{args.name}.json", json.dumps(report, indent=1) + "\n")
+    write_atomic(RESULTS / "search_collapse.md", _report())
+    return 0
+
+
+def _report() -> str:
+    lines = [
+        "# Search collapse diagnostics",
+        "",
+        "Written by `benchmarks/search_collapse.py` (one section per variant; see its docstring for the method).",
+        "",
+    ]
+    for path in sorted(OUT.glob("*.json")):
+        rep = json.loads(path.read_text())
+        s = rep["search"]
+        lines += [f"## {path.stem} ({rep['recipe']})", "", f"settings: `{json.dumps(rep['settings'])}`", ""]
+        head = f"search: final metric {s['metric']:.4f} at {s['macs'] / 1e6:.1f} MMACs, {s['wall_s'] / 60:.1f} min"
+        if "retrained" in rep:
+            r = rep["retrained"]
+            head += f"; the same architecture retrained from scratch: {r['metric']:.4f} ({r['wall_s'] / 60:.1f} min)"
+        lines += [head, "", "| step | MMACs | lr | EMA, calibrated | weights, calibrated | weights, own stats |"]
+        lines += ["|---|---|---|---|---|---|"]
+        for e in s["evals"]:
+            lines.append(
+                f"| {e['step']} | {e['macs'] / 1e6:.1f} | {e['lr']:.4f} | {e['ema_calibrated']:.4f} | "
+                f"{e['weights_calibrated']:.4f} | {e['weights_own_stats']:.4f} |"
+            )
+        lines += ["", "| step | MMACs before -> after | forced | gate mass removed | probe loss before -> after |"]
+        lines += ["|---|---|---|---|---|"]
+        for c in s["shrinks"]:
+            lines.append(
+                f"| {c['step']}{' (final)' if c['final'] else ''} | {c['macs_before'] / 1e6:.1f} -> "
+                f"{c['macs_after'] / 1e6:.1f} | {'yes' if c['forced'] else 'no'} | {c['gate_mass_removed']:.4f} | "
+                f"{c['probe_loss_before']:.5f} -> {c['probe_loss_after']:.5f} |"
+            )
+        jumps = [c["probe_loss_after"] / max(c["probe_loss_before"], 1e-12) for c in s["shrinks"]]
+        if jumps:
+            lines += ["", f"median probe-loss ratio after/before a cut: {statistics.median(jumps):.3f}", ""]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
