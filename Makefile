@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data test test-fast lint format demo bench docs examples clean
+.PHONY: setup data test test-fast lint format demo bench docs examples zoo-table clean
 
 setup: $(VENV)/.installed data
 
@@ -48,6 +48,10 @@ docs: setup $(VENV)/.docs-installed
 $(VENV)/.docs-installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[docs]"
 	touch $@
+
+# The model-zoo table inside docs/zoo.md (tests/test_zoo.py fails when it is stale).
+zoo-table: setup
+	$(PY) -m hrnas.release.zoo_table docs/zoo.md --latency benchmarks/results/latency.csv
 
 # Every script in docs/examples/ in its --quick mode (about a minute each on 2 cores).
 EXAMPLES_OUT ?= runs/examples-quick

@@ -23,7 +23,6 @@ Writes ``benchmarks/results/search_collapse/<name>.json`` (everything) and regen
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import sys

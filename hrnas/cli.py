@@ -1,6 +1,6 @@
 """The ``hrnas`` command line: a thin layer over the public API.
 
-hrnas list [PATTERN]                       registered models
+hrnas list [PATTERN] [--pretrained]        registered models and their weights tags
 hrnas spaces                               search-space presets
 hrnas summary MODEL|ARCH.json [--input-size H W]
 hrnas profile MODEL|ARCH.json [--input-size H W] [--convention paper|full] [--depth N]
@@ -40,10 +40,22 @@ def _input_size(args: argparse.Namespace, model) -> tuple[int, int]:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from . import list_models
+    import fnmatch
 
-    for name in list_models(args.pattern or ""):
-        print(name)
+    from .catalog import CATALOG
+
+    entries = [e for e in CATALOG if fnmatch.fnmatch(e.name, args.pattern or "*") and e.shipped()]
+    if args.pretrained:
+        entries = [e for e in entries if e.tags]
+    width = max((len(e.name) for e in entries), default=0)
+    for entry in entries:
+        h, w = entry.input_size
+        print(f"{entry.name:<{width}}  {entry.description} [{entry.outputs}, {h}x{w}]")
+        for tag in entry.tags:
+            print(f"{'':<{width}}  .{tag.tag}: weights trained on {tag.trained_on}")
+    if not entries:
+        print(f"no hrnas model matches {args.pattern!r}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -294,8 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hrnas", description="HR-NAS networks and search (timm model family).")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="list registered hrnas models")
+    p = sub.add_parser("list", help="list registered hrnas models and their weights tags")
     p.add_argument("pattern", nargs="?", help="wildcard filter, e.g. '*seg*'")
+    p.add_argument("--pretrained", action="store_true", help="only models with weights (name.tag)")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("spaces", help="list search-space presets")

@@ -24,15 +24,14 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from .arch import Arch
-from .archs import released_cls_arch, zoo_arch, zoo_entries
+from .catalog import CATALOG, ModelEntry, WeightsTag, catalog_entry
 from .hub import is_model_dir, load_pretrained
 from .net import HRNASNet
-from .spaces import get_space
 
 __all__ = ["UnknownModelError", "WeightsUnavailableError", "create_model", "list_models"]
 
 _MODULE = __name__.split(".")[-1]
-HUB_ORG = "hrnas"  # the Hugging Face organisation the zoo's weights are published under
+_CATALOG = {entry.name: entry for entry in CATALOG}
 _PAPER = "HR-NAS: Searching Efficient High-Resolution Neural Architectures with Lightweight Transformers"
 
 
@@ -66,66 +65,46 @@ def _dense_cfg(num_classes: int, height: int, width: int, **kwargs: Any) -> dict
     )
 
 
-# Weights trained on the data that exists where hrnas is developed (Fashion-MNIST, grey-scale replicated to RGB).
-# The default of each model with weights is its untagged configuration, the one the architecture was sized for,
-# which has no weights: `create_model('hrnas_seg_a')` has ADE20K's 150 classes; weights are asked for by tag.
-# ("name.*" marks that default; it comes after the tags, or timm would make the first tag with weights the default.)
-_FMNIST_MEAN, _FMNIST_STD = (0.2860,) * 3, (0.3530,) * 3
-
-
-def _fmnist_cfg(hub_name: str) -> dict[str, Any]:
+def _tag_cfg(entry: ModelEntry, tag: WeightsTag) -> dict[str, Any]:
+    h, w = tag.input_size
     return _cfg(
-        hf_hub_id=f"{HUB_ORG}/{hub_name}",
-        num_classes=10,
-        input_size=(3, 32, 32),
-        pool_size=(1, 1),
+        hf_hub_id=tag.hub_id(entry.name),
+        num_classes=tag.num_classes,
+        input_size=(3, h, w),
+        pool_size=(h // 4, w // 4) if entry.dense else (max(1, h // 32), max(1, w // 32)),
         crop_pct=1.0,
-        mean=_FMNIST_MEAN,
-        std=_FMNIST_STD,
-        description="trained on Fashion-MNIST (10 classes, 32x32)",
+        mean=tag.mean,
+        std=tag.std,
+        description=f"trained on {tag.trained_on}",
     )
 
 
-def _scenes_cfg(hub_name: str) -> dict[str, Any]:
-    return _dense_cfg(
-        11,
-        64,
-        64,
-        hf_hub_id=f"{HUB_ORG}/{hub_name}",
-        mean=_FMNIST_MEAN,
-        std=_FMNIST_STD,
-        description="trained on Fashion-MNIST scenes (11 classes incl. background, 64x64)",
-    )
+def _untagged_cfg(entry: ModelEntry) -> dict[str, Any]:
+    if entry.name == "hrnas_custom":  # num_classes and pool size come from the Arch passed in
+        return _cfg(num_classes=None, pool_size=None, description=entry.description)
+    h, w = entry.input_size
+    if entry.dense:
+        return _dense_cfg(entry.num_classes, h, w, description=entry.description)
+    pool = (max(1, h // 32), max(1, w // 32))
+    crop = 0.875 if (h, w) == (224, 224) else 1.0
+    return _cfg(num_classes=entry.num_classes, input_size=(3, h, w), pool_size=pool, crop_pct=crop,
+                description=entry.description)  # fmt: skip
 
 
-default_cfgs = generate_default_cfgs(
-    {
-        "hrnas_supernet_seg": _dense_cfg(19, 512, 1024, description="HR-NAS seg supernet (Cityscapes settings)"),
-        "hrnas_supernet_seg_ade": _dense_cfg(150, 512, 512, description="HR-NAS seg supernet (ADE20K settings)"),
-        "hrnas_supernet_pose": _dense_cfg(17, 256, 192, description="HR-NAS keypoint supernet (COCO settings)"),
-        "hrnas_supernet_cls": _cfg(description="HR-NAS ImageNet supernet"),
-        "hrnas_supernet_tiny_seg": _dense_cfg(11, 64, 64, description="small seg supernet for CPU demos"),
-        "hrnas_supernet_tiny_cls": _cfg(
-            num_classes=10,
-            input_size=(3, 32, 32),
-            pool_size=(1, 1),
-            crop_pct=1.0,
-            description="small classification supernet for CPU demos",
-        ),
-        "hrnas_cls_a.fmnist": _fmnist_cfg("hrnas_cls_a.fmnist"),
-        "hrnas_cls_a.*": _cfg(description="HR-NAS authors' released ImageNet architecture, retrain form"),
-        "hrnas_cls_b.fmnist": _fmnist_cfg("hrnas_cls_b.fmnist"),
-        "hrnas_cls_b.*": _cfg(description="HR-NAS searched to 0.33 GMACs at 224x224 (1000 classes)"),
-        "hrnas_seg_a.fmnist_scenes": _scenes_cfg("hrnas_seg_a.fmnist_scenes"),
-        "hrnas_seg_a.*": _dense_cfg(150, 512, 512, description="HR-NAS searched to 1.4 GMACs at 512x512 (ADE20K size)"),
-        "hrnas_seg_b.fmnist_scenes": _scenes_cfg("hrnas_seg_b.fmnist_scenes"),
-        "hrnas_seg_b.*": _dense_cfg(150, 512, 512, description="HR-NAS searched to 2.2 GMACs at 512x512 (ADE20K size)"),
-        "hrnas_pose_a": _dense_cfg(17, 256, 192, description="HR-NAS searched to 205 MMACs at 256x192 (17 keypoints)"),
-        "hrnas_pose_b": _dense_cfg(17, 256, 192, description="HR-NAS searched to 319 MMACs at 256x192 (17 keypoints)"),
-        # num_classes and pool size come from the Arch passed in
-        "hrnas_custom": _cfg(num_classes=None, pool_size=None, description="any hrnas.Arch, passed as arch="),
-    }
-)
+def _catalog_cfgs() -> dict[str, dict[str, Any]]:
+    """timm pretrained configs of every catalog entry: one per weights tag, then the untagged configuration the
+    architecture was sized for, which has no weights (``create_model('hrnas_seg_a')`` has ADE20K's 150 classes;
+    weights are asked for by tag). ``name.*`` marks that default; it comes after the tags, or timm would make the
+    first tag with weights the default."""
+    cfgs = {}
+    for entry in CATALOG:
+        for tag in entry.tags:
+            cfgs[f"{entry.name}.{tag.tag}"] = _tag_cfg(entry, tag)
+        cfgs[f"{entry.name}.*" if entry.tags else entry.name] = _untagged_cfg(entry)
+    return cfgs
+
+
+default_cfgs = generate_default_cfgs(_catalog_cfgs())
 
 
 def _create_hrnas(variant: str, arch: Arch, pretrained: bool = False, **kwargs: Any) -> HRNASNet:
@@ -141,103 +120,98 @@ def _create_hrnas(variant: str, arch: Arch, pretrained: bool = False, **kwargs: 
     )
 
 
-def _supernet(variant: str, space: str, pretrained: bool, kwargs: dict[str, Any]) -> HRNASNet:
-    return _create_hrnas(variant, get_space(space).supernet(transformers=False), pretrained, **kwargs)
+def _from_catalog(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> HRNASNet:
+    return _create_hrnas(variant, _CATALOG[variant].arch(), pretrained, **kwargs)
 
 
 @register_model
 def hrnas_supernet_seg(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS segmentation supernet, Cityscapes settings (19 classes, last_channel 90), transformers off."""
-    return _supernet("hrnas_supernet_seg", "seg", pretrained, kwargs)
+    return _from_catalog("hrnas_supernet_seg", pretrained, kwargs)
 
 
 @register_model
 def hrnas_supernet_seg_ade(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS segmentation supernet, ADE20K settings (150 classes, last_channel 180), transformers off."""
-    return _supernet("hrnas_supernet_seg_ade", "seg_ade", pretrained, kwargs)
+    return _from_catalog("hrnas_supernet_seg_ade", pretrained, kwargs)
 
 
 @register_model
 def hrnas_supernet_pose(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS keypoint supernet, COCO settings (17 heatmaps at stride 4), transformers off."""
-    return _supernet("hrnas_supernet_pose", "pose", pretrained, kwargs)
+    return _from_catalog("hrnas_supernet_pose", pretrained, kwargs)
 
 
 @register_model
 def hrnas_supernet_cls(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS ImageNet supernet (head 36/72/144/320 -> 1600), transformers off."""
-    return _supernet("hrnas_supernet_cls", "cls", pretrained, kwargs)
+    return _from_catalog("hrnas_supernet_cls", pretrained, kwargs)
 
 
 @register_model
 def hrnas_supernet_tiny_seg(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """Small segmentation supernet (``seg_tiny`` space) for CPU demos and tests, transformers off."""
-    return _supernet("hrnas_supernet_tiny_seg", "seg_tiny", pretrained, kwargs)
+    return _from_catalog("hrnas_supernet_tiny_seg", pretrained, kwargs)
 
 
 @register_model
 def hrnas_supernet_tiny_cls(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """Small classification supernet (``cls_tiny`` space) for CPU demos and tests, transformers off."""
-    return _supernet("hrnas_supernet_tiny_cls", "cls_tiny", pretrained, kwargs)
+    return _from_catalog("hrnas_supernet_tiny_cls", pretrained, kwargs)
 
 
 @register_model
 def hrnas_cls_a(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """The HR-NAS authors' released ImageNet architecture (their ``checkpoint.json``) in its retrain form:
     SE 0.5, Swish, dropout 0.28. 4.6 M params, 0.26 GMACs at 224x224."""
-    return _create_hrnas("hrnas_cls_a", released_cls_arch("retrain"), pretrained, **kwargs)
-
-
-def _searched(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> HRNASNet:
-    return _create_hrnas(variant, zoo_arch(variant), pretrained, **kwargs)
+    return _from_catalog("hrnas_cls_a", pretrained, kwargs)
 
 
 def _register_if_shipped(fn):
     """Register a searched model only when its architecture ships in ``hrnas/archs/zoo/`` (written by
     ``hrnas zoo-build``), so that no name is listed that cannot be built."""
-    return register_model(fn) if fn.__name__ in zoo_entries() else fn
+    return register_model(fn) if catalog_entry(fn.__name__) is not None else fn
 
 
 @_register_if_shipped
 def hrnas_cls_b(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS classification network searched to 0.33 GMACs at 224x224 with 1000 classes (a larger sibling of
     ``hrnas_cls_a``). Weights: ``hrnas_cls_b.fmnist``."""
-    return _searched("hrnas_cls_b", pretrained, kwargs)
+    return _from_catalog("hrnas_cls_b", pretrained, kwargs)
 
 
 @_register_if_shipped
 def hrnas_seg_a(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS segmentation network searched to the paper's HR-NAS-A budget: 1.4 GMACs at 512x512 with 150 classes
     (ADE20K's configuration). Weights: ``hrnas_seg_a.fmnist_scenes``."""
-    return _searched("hrnas_seg_a", pretrained, kwargs)
+    return _from_catalog("hrnas_seg_a", pretrained, kwargs)
 
 
 @_register_if_shipped
 def hrnas_seg_b(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS segmentation network searched to the paper's HR-NAS-B budget: 2.2 GMACs at 512x512 with 150 classes.
     Weights: ``hrnas_seg_b.fmnist_scenes``."""
-    return _searched("hrnas_seg_b", pretrained, kwargs)
+    return _from_catalog("hrnas_seg_b", pretrained, kwargs)
 
 
 @_register_if_shipped
 def hrnas_pose_a(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS keypoint network searched to Lite-HRNet-18's cost: 205 MMACs at 256x192, 17 heatmaps. No weights."""
-    return _searched("hrnas_pose_a", pretrained, kwargs)
+    return _from_catalog("hrnas_pose_a", pretrained, kwargs)
 
 
 @_register_if_shipped
 def hrnas_pose_b(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS keypoint network searched to Lite-HRNet-30's cost: 319 MMACs at 256x192, 17 heatmaps. No weights."""
-    return _searched("hrnas_pose_b", pretrained, kwargs)
+    return _from_catalog("hrnas_pose_b", pretrained, kwargs)
 
 
 @register_model
 def hrnas_custom(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """Any HR-NAS architecture: ``create_model('hrnas_custom', arch=...)`` with an :class:`hrnas.Arch`, its dict
-    form or a path to its JSON file."""
-    if "arch" not in kwargs:
-        raise TypeError("hrnas_custom needs arch=: an hrnas.Arch, its dict form, or a path to an arch JSON file")
-    arch = Arch.coerce(kwargs.pop("arch"))
+    form or a path to its JSON file. Without ``arch=`` it builds a small default (the ``cls_tiny`` supernet,
+    10 classes, transformers off), so that code walking timm's registry can build every name with no arguments."""
+    arch = Arch.coerce(kwargs.pop("arch")) if "arch" in kwargs else _CATALOG["hrnas_custom"].arch()
     return _create_hrnas("hrnas_custom", arch, pretrained, **kwargs)
 
 

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import timm
 
 import hrnas
 from hrnas.cli import main
@@ -10,7 +11,19 @@ from hrnas.cli import main
 
 def test_list_spaces_summary_profile(capsys):
     assert main(["list", "*tiny*"]) == 0
-    assert capsys.readouterr().out.split() == ["hrnas_supernet_tiny_cls", "hrnas_supernet_tiny_seg"]
+    out = capsys.readouterr().out
+    assert [line.split()[0] for line in out.splitlines()] == ["hrnas_supernet_tiny_seg", "hrnas_supernet_tiny_cls"]
+    assert "[11 classes, 64x64]" in out
+    # every name with weights, each tag with the data it was trained on, and nothing without weights
+    assert main(["list", "--pretrained"]) == 0
+    out = capsys.readouterr().out
+    tagged = timm.list_pretrained("hrnas_*")
+    assert {line.split()[0] for line in out.splitlines() if not line.startswith(" ")} == {
+        n.split(".")[0] for n in tagged
+    }
+    for name in tagged:
+        assert f".{name.split('.', 1)[1]}: weights trained on " in out
+    assert main(["list", "hrnas_nothing*"]) == 1
     assert main(["spaces"]) == 0
     assert "seg_ade" in capsys.readouterr().out
     assert main(["profile", "hrnas_cls_a"]) == 0

@@ -45,6 +45,24 @@ def test_all_expected_models_registered():
     assert set(timm.list_models("hrnas_*")) == set(MODELS)
 
 
+@pytest.mark.parametrize("name", timm.list_models("hrnas_*"))
+def test_registry_walk_builds_every_name_with_defaults(name):
+    """As timm's own tooling does (its model tests, benchmark and validation scripts): every registered name builds
+    with no arguments, runs forward and backward, and wraps as a feature extractor."""
+    model = timm.create_model(name).train()
+    h, w = (min(s, 96) for s in model.pretrained_cfg["input_size"][-2:])
+    x = torch.randn(2, 3, h, w)
+    out = model(x)
+    assert out.shape[:2] == (2, model.num_classes) and torch.isfinite(out).all()
+    out.mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    features = timm.create_model(name, features_only=True).eval()
+    with torch.no_grad():
+        maps = features(x)
+    assert [m.shape[-1] for m in maps] == [math.ceil(w / s) for s in (2, 4, 8, 16, 32)]
+    assert features.feature_info.reduction() == [2, 4, 8, 16, 32]
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_eval(name):
     model = create(name).eval()

@@ -1,8 +1,7 @@
 """MkDocs hooks: content generated at build time from the library and the committed benchmark results.
 
-- ``<!-- hrnas:zoo-table -->`` (in zoo.md) becomes a table of every ``hrnas.list_models()`` entry: task, input
-  size, classes, params, MACs at the model's ``pretrained_cfg`` input size, weights tags
-  (``timm.list_pretrained``), and latency from ``benchmarks/results/latency.csv`` (else ``latency_quick.csv``).
+- The zoo table of zoo.md (between its ``hrnas:zoo-table`` markers) is rendered afresh by
+  :mod:`hrnas.release.zoo_table`, the same generator that writes it into the file (a test keeps the file current).
 - ``<!-- hrnas:benchmark-scripts -->`` (in benchmarks.md) becomes a table of ``benchmarks/*.py`` and the first
   paragraph of each one's docstring.
 - ``<!-- hrnas:benchmark-results -->`` (in benchmarks.md) becomes every ``benchmarks/results/*.md`` table, each
@@ -18,7 +17,6 @@ later shows up at the next build.
 from __future__ import annotations
 
 import ast
-import csv
 import importlib.util
 import logging
 import re
@@ -29,7 +27,6 @@ from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
-ZOO_MARKER = "<!-- hrnas:zoo-table -->"
 BENCH_MARKER = "<!-- hrnas:benchmark-results -->"
 SCRIPTS_MARKER = "<!-- hrnas:benchmark-scripts -->"
 API_MARKER = "<!-- hrnas:api-uncovered -->"
@@ -77,134 +74,6 @@ def on_files(files: Files, config) -> Files:
     for png in sorted(RESULTS.glob("*.png")):
         files.append(File.generated(config, f"benchmarks/{png.name}", abs_src_path=str(png)))
     return files
-
-
-# -- zoo table ------------------------------------------------------------------------------------------
-
-
-def _latency_source() -> Path | None:
-    for name in ("latency.csv", "latency_quick.csv"):
-        if (RESULTS / name).is_file():
-            return RESULTS / name
-    return None
-
-
-def _latencies(path: Path | None) -> dict[str, list[str]]:
-    """``model -> ['224x224: 52.8 ms eval, 24.9 ms deploy', ...]`` (batch 1 rows only)."""
-    out: dict[str, dict[str, list[str]]] = {}
-    if path is None:
-        return {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            if str(row.get("batch", "1")) != "1":
-                continue
-            per_input = out.setdefault(row["model"], {})
-            per_input.setdefault(row["input"], []).append(f"{float(row['latency_ms']):.1f} ms {row['form']}")
-    return {m: [f"{size}: {', '.join(v)}" for size, v in d.items()] for m, d in out.items()}
-
-
-def _machine_line(csv_path: Path) -> str:
-    md = csv_path.with_suffix(".md")
-    if md.is_file():
-        for line in md.read_text().splitlines():
-            if line.startswith("Machine:"):
-                return line.split(";")[0].removeprefix("Machine:").strip()
-    return ""
-
-
-def _arch_cfgs(name: str) -> tuple[object, dict[str, object]]:
-    """``(configuration the architecture was sized for, {tag: cfg of each weights tag})``.
-
-    timm makes the first tag with weights the default of an architecture, so the untagged configuration (the
-    classes and resolution a searched architecture's budget was stated for) is read from the registry's own
-    ``default_cfgs`` when it has one.
-    """
-    import timm
-
-    import hrnas
-
-    default = timm.models.get_pretrained_cfg(name)
-    with_weights = {n.partition(".")[2] for n in timm.list_pretrained(f"{name}.*")}
-    registered = getattr(getattr(hrnas, "zoo", None), "default_cfgs", {}).get(name)
-    cfgs = dict(getattr(registered, "cfgs", {}) or {})
-    named = cfgs.get("", default)
-    tags = {t: cfgs.get(t) or timm.models.get_pretrained_cfg(f"{name}.{t}") for t in sorted(with_weights) if t}
-    return named, tags
-
-
-def _tag_metric(name: str, tag: str, cfg) -> str:
-    """What the weights reached, where the registry records it: the tag's ``notes``, or the metric in the zoo entry's
-    record (``hrnas zoo-build`` saves the searched, trained network as the tag's weights, with its validation
-    metric on the data the tag names)."""
-    notes = getattr(cfg, "notes", None)
-    if notes:
-        return notes if isinstance(notes, str) else "; ".join(map(str, notes))
-    try:
-        from hrnas.archs import zoo_entry
-
-        record = zoo_entry(name).get("record", {})
-    except Exception:  # not a searched zoo architecture, or an hrnas without zoo entries
-        return ""
-    metric = record.get("proxy_metric") or {}
-    if isinstance(metric, dict) and metric.get("value") is not None:
-        return f"{metric.get('name', 'metric')} {float(metric['value']):.3f}"
-    return ""
-
-
-def zoo_table() -> str:
-    import torch
-
-    import hrnas
-
-    lat_path = _latency_source()
-    lat = _latencies(lat_path)
-    rows = [
-        "| model | configuration | params (M) | GMACs | about | weights: tag (classes, input) | latency, batch 1 |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name in hrnas.list_models():
-        named, tags = _arch_cfgs(name)
-        about = (getattr(named, "description", "") or "").replace("|", "/")
-        num_classes = getattr(named, "num_classes", None)
-        try:
-            with warnings.catch_warnings(), torch.device("meta"):
-                warnings.simplefilter("ignore")
-                model = hrnas.create_model(name, **({"num_classes": num_classes} if num_classes else {}))
-        except TypeError:  # needs arguments (hrnas_custom: arch=)
-            rows.append(f"| `{name}` | any | | | {about} | | |")
-            continue
-        except Exception as exc:  # a registered model that does not build is a bug: fail a strict build
-            log.warning("zoo table: %s could not be built: %s", name, exc)
-            rows.append(f"| `{name}` | | | | could not be built: {str(exc).replace('|', '/')} | | |")
-            continue
-        arch = model.arch
-        h, w = (getattr(named, "input_size", None) or model.pretrained_cfg.get("input_size", (3, 224, 224)))[-2:]
-        params = hrnas.count_params(arch, model.in_chans)
-        macs = hrnas.count_macs(arch, (h, w), model.in_chans)
-        weights = []
-        for tag, cfg in tags.items():
-            th, tw = (getattr(cfg, "input_size", None) or (0, 0, 0))[-2:]
-            metric = _tag_metric(name, tag, cfg)
-            weights.append(
-                f"`{tag}` ({getattr(cfg, 'num_classes', '?')}, {th}x{tw})" + (f": {metric}" if metric else "")
-            )
-        rows.append(
-            f"| `{name}` | {arch.task}, {arch.num_classes} classes, {h}x{w} | {params / 1e6:.3f} | {macs / 1e9:.4f} | "
-            f"{about} | {'<br>'.join(weights) or 'none'} | {'<br>'.join(lat.get(name, [])) or 'not measured'} |"
-        )
-    if lat_path is not None:
-        machine = _machine_line(lat_path)
-        source = f"`benchmarks/results/{lat_path.name}`" + (f" ({machine})" if machine else "")
-    else:
-        source = "no latency file in `benchmarks/results/` yet (`python benchmarks/latency.py` writes one)"
-    rows += [
-        "",
-        f"Generated when these docs were built, from `hrnas.list_models()` ({len(rows) - 2} models), "
-        f"`timm.list_pretrained('hrnas_*')` and {source}. **configuration** is the task, classes and input size the "
-        "architecture is named and sized for; GMACs are multiply-accumulates there, counted with "
-        "`hrnas.count_macs` in the paper convention, and params with `hrnas.count_params`.",
-    ]
-    return "\n".join(rows)
 
 
 # -- benchmark results ----------------------------------------------------------------------------------
@@ -265,8 +134,11 @@ def api_uncovered() -> str:
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
-    if ZOO_MARKER in markdown:
-        markdown = markdown.replace(ZOO_MARKER, zoo_table())
+    from hrnas.release import zoo_table
+
+    if zoo_table.BEGIN in markdown:
+        latency = RESULTS / "latency.csv"
+        markdown = zoo_table.render(markdown, zoo_table.zoo_table(latency if latency.is_file() else None))
     if API_MARKER in markdown:
         markdown = markdown.replace(API_MARKER, api_uncovered())
     if SCRIPTS_MARKER in markdown:

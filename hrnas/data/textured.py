@@ -119,7 +119,8 @@ class _Textured(Dataset):
     def _flip(self, index: int) -> bool:
         if not self.augment:
             return False
-        return random.Random(_derive_seed("flip", self.task_name, self.seed, self.split, index, self.epoch)).random() < 0.5
+        draw = random.Random(_derive_seed("flip", self.task_name, self.seed, self.split, index, self.epoch))
+        return draw.random() < 0.5
 
     def _background(self, index: int) -> torch.Tensor:
         """A crop of a random photograph, zoomed out by up to 2x, with random brightness and contrast (0-255).
@@ -397,4 +398,3 @@ class TexturedFashionMNIST(_Textured):
         if self._flip(index):
             canvas = canvas.flip(-1)
         return self._image(canvas), item.label
-

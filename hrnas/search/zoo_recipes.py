@@ -80,7 +80,13 @@ _PROXY_TASK = {
     "textured-keypoints": "pose",
     "textured-fmnist": "cls",
 }
-_PROXY_CLASSES = {"fmnist-scenes": 11, "fmnist": 10, "textured-scenes": 11, "textured-keypoints": 9, "textured-fmnist": 10}
+_PROXY_CLASSES = {
+    "fmnist-scenes": 11,
+    "fmnist": 10,
+    "textured-scenes": 11,
+    "textured-keypoints": 9,
+    "textured-fmnist": 10,
+}
 _SCENES = DataSpec(name="fmnist-scenes", image_size=64, train_size=3000, val_size=300)
 _TEXTURED_SCENES = DataSpec(name="textured-scenes", image_size=128, train_size=4000, val_size=300)
 _TEXTURED_KEYPOINTS = DataSpec(name="textured-keypoints", image_size=128, train_size=4000, val_size=300)

@@ -1,0 +1,135 @@
+"""What the zoo holds, as plain data: every registered name, the configuration it is named for, its weights tags
+and the data each tag was trained on.
+
+This module imports neither torch nor timm, so that listing and describing models (``hrnas list``, ``hrnas
+summary``) is quick; :mod:`hrnas.zoo` turns the same entries into timm registrations and pretrained configs, so
+the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from .arch import Arch
+from .archs import released_cls_arch, zoo_arch, zoo_entries
+from .spaces import get_space
+
+__all__ = ["CATALOG", "ModelEntry", "WeightsTag", "catalog_entry"]
+
+HUB_ORG = "hrnas"  # the Hugging Face organisation the zoo's weights are published under
+
+
+@dataclass(frozen=True)
+class WeightsTag:
+    """One set of weights of a model (``name.tag``): what it was trained on and the configuration that implies."""
+
+    tag: str
+    trained_on: str
+    num_classes: int
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def hub_id(self, name: str) -> str:
+        return f"{HUB_ORG}/{name}.{self.tag}"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: its architecture, the configuration it is named for, and its weights tags."""
+
+    name: str
+    description: str
+    arch: Callable[[], Arch] = field(repr=False)
+    num_classes: int
+    input_size: tuple[int, int]
+    task: str  # 'seg', 'pose' or 'cls'
+    tags: tuple[WeightsTag, ...] = ()
+    shipped: Callable[[], bool] = field(repr=False, default=lambda: True)
+
+    @property
+    def dense(self) -> bool:
+        return self.task != "cls"
+
+    @property
+    def outputs(self) -> str:
+        """What the outputs are, in words: ``'150 classes'``, ``'17 heatmaps'``."""
+        return f"{self.num_classes} {'heatmaps' if self.task == 'pose' else 'classes'}"
+
+
+_FMNIST_STATS = dict(mean=(0.2860,) * 3, std=(0.3530,) * 3)
+_FMNIST = WeightsTag(
+    "fmnist", "Fashion-MNIST (10 classes, 32x32, grey replicated to RGB)", 10, (32, 32), **_FMNIST_STATS
+)
+_FMNIST_SCENES = WeightsTag(
+    "fmnist_scenes", "Fashion-MNIST scenes (11 classes incl. background, 64x64)", 11, (64, 64), **_FMNIST_STATS
+)
+
+
+def _space_supernet(space: str) -> Callable[[], Arch]:
+    def build() -> Arch:
+        return get_space(space).supernet(transformers=False)
+
+    return build
+
+
+def _released() -> Arch:
+    return released_cls_arch("retrain")
+
+
+def _searched(name: str) -> Callable[[], Arch]:
+    def build() -> Arch:
+        return zoo_arch(name)
+
+    return build
+
+
+def _ships(name: str) -> Callable[[], bool]:
+    def ships() -> bool:
+        return name in zoo_entries()
+
+    return ships
+
+
+def _custom_default() -> Arch:
+    # what `hrnas_custom` builds without arch=: the small classification supernet, so that tools walking timm's
+    # registry (which build every name with no arguments) can build this name too
+    return _space_supernet("cls_tiny")().replace(name="hrnas_custom_default")
+
+
+CATALOG: tuple[ModelEntry, ...] = (
+    ModelEntry("hrnas_supernet_seg", "HR-NAS seg supernet (Cityscapes settings)", _space_supernet("seg"), 19,
+               (512, 1024), "seg"),
+    ModelEntry("hrnas_supernet_seg_ade", "HR-NAS seg supernet (ADE20K settings)", _space_supernet("seg_ade"), 150,
+               (512, 512), "seg"),
+    ModelEntry("hrnas_supernet_pose", "HR-NAS keypoint supernet (COCO settings)", _space_supernet("pose"), 17,
+               (256, 192), "pose"),
+    ModelEntry("hrnas_supernet_cls", "HR-NAS ImageNet supernet", _space_supernet("cls"), 1000, (224, 224), "cls"),
+    ModelEntry("hrnas_supernet_tiny_seg", "small seg supernet for CPU demos", _space_supernet("seg_tiny"), 11,
+               (64, 64), "seg"),
+    ModelEntry("hrnas_supernet_tiny_cls", "small classification supernet for CPU demos",
+               _space_supernet("cls_tiny"), 10, (32, 32), "cls"),
+    ModelEntry("hrnas_cls_a", "HR-NAS authors' released ImageNet architecture, retrain form", _released, 1000,
+               (224, 224), "cls", (_FMNIST,)),
+    ModelEntry("hrnas_cls_b", "HR-NAS searched to 0.33 GMACs at 224x224 (1000 classes)", _searched("hrnas_cls_b"),
+               1000, (224, 224), "cls", (_FMNIST,), _ships("hrnas_cls_b")),
+    ModelEntry("hrnas_seg_a", "HR-NAS searched to 1.4 GMACs at 512x512 (ADE20K size)", _searched("hrnas_seg_a"), 150,
+               (512, 512), "seg", (_FMNIST_SCENES,), _ships("hrnas_seg_a")),
+    ModelEntry("hrnas_seg_b", "HR-NAS searched to 2.2 GMACs at 512x512 (ADE20K size)", _searched("hrnas_seg_b"), 150,
+               (512, 512), "seg", (_FMNIST_SCENES,), _ships("hrnas_seg_b")),
+    ModelEntry("hrnas_pose_a", "HR-NAS searched to 205 MMACs at 256x192 (17 keypoints)", _searched("hrnas_pose_a"),
+               17, (256, 192), "pose", (), _ships("hrnas_pose_a")),
+    ModelEntry("hrnas_pose_b", "HR-NAS searched to 319 MMACs at 256x192 (17 keypoints)", _searched("hrnas_pose_b"),
+               17, (256, 192), "pose", (), _ships("hrnas_pose_b")),
+    ModelEntry("hrnas_custom", "any hrnas.Arch, passed as arch= (without it: the cls_tiny supernet)", _custom_default,
+               10, (32, 32), "cls"),
+)  # fmt: skip
+
+
+def catalog_entry(name: str) -> Optional[ModelEntry]:
+    """The entry of a registered name (``None`` for names the catalog does not hold, or that do not ship)."""
+    for entry in CATALOG:
+        if entry.name == name:
+            return entry if entry.shipped() else None
+    return None
