@@ -26,6 +26,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from .arch import Arch
 from .catalog import CATALOG, ModelEntry, WeightsTag, catalog_entry
 from .hub import is_model_dir, load_pretrained
+from .hub_access import REACH_TIMEOUT_S, cached_file, cached_snapshot, hub_offline, hub_reachable
 from .net import HRNASNet
 
 __all__ = ["UnknownModelError", "WeightsUnavailableError", "create_model", "list_models"]
@@ -265,6 +266,24 @@ def _unavailable(name: str, repo_id: str, error: Exception) -> WeightsUnavailabl
     )
 
 
+def _when_hub_unreachable(name: str, repo_id: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Without network (and without ``HF_HUB_OFFLINE``), read the weights from the local Hub cache directly, or fail
+    at once, instead of letting huggingface_hub retry for most of a minute first (:mod:`hrnas.hub_access`)."""
+    if hub_offline() or hub_reachable():
+        return name, kwargs  # offline mode reads the cache by itself, without network; online, the Hub decides
+    why = ConnectionError(f"the Hub did not answer within {REACH_TIMEOUT_S:g} s")
+    if name.startswith(("hf-hub:", "hf_hub:")):
+        snapshot = cached_snapshot(repo_id)
+        if snapshot is None:
+            raise _unavailable(name, repo_id, why)
+        return f"local-dir:{snapshot}", kwargs
+    weights = cached_file(repo_id, "model.safetensors")
+    if weights is None:
+        raise _unavailable(name, repo_id, why)
+    overlay = {**(kwargs.get("pretrained_cfg_overlay") or {}), "file": weights}
+    return name, {**kwargs, "pretrained_cfg_overlay": overlay}
+
+
 def list_models(filter: str = "", pretrained: bool = False) -> list[str]:
     """Names of the hrnas models registered with timm (``filter`` is a wildcard pattern such as ``'*seg*'``)."""
     return timm.list_models(filter or "*", module=_MODULE, pretrained=pretrained)
@@ -308,6 +327,7 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> HRNASNet
         repo_id = name.split(":", 1)[1]
     if repo_id is None:
         return timm.create_model(name, pretrained=pretrained, **kwargs)
+    name, kwargs = _when_hub_unreachable(name, repo_id, kwargs)
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
     try:

@@ -204,3 +204,52 @@ def test_push_command_dry_run(tmp_path):
     assert main(["push", str(tmp_path / "m"), "--repo-id", "me/m", "--dry-run", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "model.safetensors").is_file()
     assert main(["push", str(tmp_path / "nothing"), "--repo-id", "me/m", "--dry-run", str(tmp_path / "o2")]) == 2
+
+
+def _unreachable(cache: str, code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` with a Hub that cannot be reached (a closed local port: real connections, refused) and no
+    HF_HUB_OFFLINE, as on a machine without network whose user never set it."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_HUB_CACHE=cache, HF_HOME=os.path.dirname(cache), HF_ENDPOINT="http://127.0.0.1:9")
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_unreachable_hub_fails_at_once_without_retries(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = _unreachable(
+        str(tmp_path / "empty"),
+        f"""
+        import time, hrnas
+        start = time.perf_counter()
+        try:
+            hrnas.create_model("{NAME}", pretrained=True)
+        except hrnas.WeightsUnavailableError as e:
+            print(e)
+        print("seconds", time.perf_counter() - start)
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"'{REPO}'" in proc.stdout and "hf download" in proc.stdout
+    assert "Retrying" not in proc.stderr  # huggingface_hub's back-off (about 47 s here before this fix)
+    assert float(proc.stdout.split("seconds")[-1]) < 5.0
+
+
+def test_cached_weights_load_when_the_hub_is_unreachable(hub_cache, tmp_path):
+    cache, name, state = hub_cache
+    proc = _unreachable(
+        cache,
+        f"""
+        import hrnas
+        from safetensors.torch import save_file
+        for key, spec in (("named", "{name}"), ("hub", "hf-hub:hrnas/{name}")):
+            m = hrnas.create_model(spec, pretrained=True)
+            save_file({{k: v.contiguous() for k, v in m.state_dict().items()}}, "{tmp_path}/" + key + ".safetensors")
+        """,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Retrying" not in proc.stderr
+    for key in ("named", "hub"):
+        got = load_file(str(tmp_path / f"{key}.safetensors"))
+        assert got.keys() == state.keys() and all(torch.equal(got[k], state[k]) for k in state), key
