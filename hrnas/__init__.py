@@ -7,22 +7,63 @@ Importing this package registers the ``hrnas_*`` models with timm::
     feats = timm.create_model('hrnas_supernet_seg', features_only=True)   # strides 2, 4, 8, 16, 32
 
 "FLOPs" in this library are multiply-accumulates (MACs); :func:`profile` states its convention.
+
+The package imports its parts (and torch, timm, fvcore) only when they are first used, so ``import hrnas`` and
+commands such as ``hrnas list`` start quickly; the registration with timm happens when timm is imported
+(:mod:`hrnas._timm_hook`).
 """
 
-from .arch import Arch, ArchError, BlockSpec, ClsHeadSpec, DenseHeadSpec, FuseEdge, StageSpec
-from .archs import released_cls_arch, retrain_form, zoo_arch, zoo_entry
-from .convert import convert_original, load_original_arch
-from .cost import Profile, count_macs, count_params, profile
-from .deploy import deploy
-from .export import export
-from .hub import WeightsError, load_pretrained, load_weights, push_to_hub, save_pretrained
-from .latency import LatencyTable, latency_table, measure_latency
-from .net import HRNASNet
-from .search import SearchConfig, SearchResult, create_supernet, search
-from .spaces import SearchSpace, get_space, list_spaces
-from .zoo import UnknownModelError, WeightsUnavailableError, create_model, list_models
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from ._timm_hook import register_with_timm
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "Arch": "arch",
+    "ArchError": "arch",
+    "BlockSpec": "arch",
+    "ClsHeadSpec": "arch",
+    "DenseHeadSpec": "arch",
+    "FuseEdge": "arch",
+    "StageSpec": "arch",
+    "released_cls_arch": "archs",
+    "retrain_form": "archs",
+    "zoo_arch": "archs",
+    "zoo_entry": "archs",
+    "convert_original": "convert",
+    "load_original_arch": "convert",
+    "Profile": "cost",
+    "count_macs": "cost",
+    "count_params": "cost",
+    "profile": "cost",
+    "deploy": "deploy",
+    "export": "export",
+    "WeightsError": "hub",
+    "load_pretrained": "hub",
+    "load_weights": "hub",
+    "push_to_hub": "hub",
+    "save_pretrained": "hub",
+    "LatencyTable": "latency",
+    "latency_table": "latency",
+    "measure_latency": "latency",
+    "HRNASNet": "net",
+    "SearchConfig": "search",
+    "SearchResult": "search",
+    "create_supernet": "search",
+    "search": "search",
+    "SearchSpace": "spaces",
+    "get_space": "spaces",
+    "list_spaces": "spaces",
+    "UnknownModelError": "zoo",
+    "WeightsUnavailableError": "zoo",
+    "create_model": "zoo",
+    "list_models": "zoo",
+}
 
 __all__ = [
     "Arch",
@@ -41,9 +82,8 @@ __all__ = [
     "UnknownModelError",
     "WeightsError",
     "WeightsUnavailableError",
-    "__version__",
-    "count_macs",
     "convert_original",
+    "count_macs",
     "count_params",
     "create_model",
     "create_supernet",
@@ -65,4 +105,35 @@ __all__ = [
     "search",
     "zoo_arch",
     "zoo_entry",
+    "__version__",
 ]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hrnas' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next lookup is an ordinary attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # what the lazy attributes are, for type checkers and IDEs
+    from .arch import Arch, ArchError, BlockSpec, ClsHeadSpec, DenseHeadSpec, FuseEdge, StageSpec
+    from .archs import released_cls_arch, retrain_form, zoo_arch, zoo_entry
+    from .convert import convert_original, load_original_arch
+    from .cost import Profile, count_macs, count_params, profile
+    from .deploy import deploy
+    from .export import export
+    from .hub import WeightsError, load_pretrained, load_weights, push_to_hub, save_pretrained
+    from .latency import LatencyTable, latency_table, measure_latency
+    from .net import HRNASNet
+    from .search import SearchConfig, SearchResult, create_supernet, search
+    from .spaces import SearchSpace, get_space, list_spaces
+    from .zoo import UnknownModelError, WeightsUnavailableError, create_model, list_models
+
+register_with_timm()

@@ -68,6 +68,18 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
+    from .catalog import catalog_entry
+
+    # registered names and architecture files need no network built (nor torch): the Arch is enough
+    entry = catalog_entry(args.model)
+    if entry is not None:
+        print(entry.arch().summary(input_size=tuple(args.input_size or entry.input_size)))
+        return 0
+    if args.model.endswith(".json"):
+        from .arch import Arch
+
+        print(Arch.load(args.model).summary(input_size=tuple(args.input_size or (224, 224))))
+        return 0
     model = _load_model(args.model)
     print(model.arch.summary(input_size=_input_size(args, model)))
     return 0
@@ -336,13 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_export)
     _add_search_parser(sub)
 
-    from .search.zoo_recipes import ZOO_RECIPES
-
     p = sub.add_parser(
         "zoo-build",
         help="re-make a zoo model: run its recorded search (or training) and write its entry and weights",
     )
-    p.add_argument("name", choices=sorted(ZOO_RECIPES))
+    p.add_argument("name", help="a zoo model with a recipe (hrnas_seg_a, hrnas_cls_b, ...)")
     p.add_argument("--output-dir", default="runs/zoo")
     p.add_argument("--quick", action="store_true", help="a smoke test on a few steps (not a zoo model)")
     p.add_argument("--no-progress", action="store_true")

@@ -17,17 +17,22 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import timm
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
+# hub and net by module: this module can be imported by the timm import hook (hrnas._timm_hook) while one of them
+# is still executing (each imports timm at its top), so their names are looked up when used, not now
+from . import hub as _hub
+from . import net as _net
 from .arch import Arch
 from .catalog import CATALOG, ModelEntry, WeightsTag, catalog_entry
-from .hub import is_model_dir, load_pretrained
 from .hub_access import REACH_TIMEOUT_S, cached_file, cached_snapshot, hub_offline, hub_reachable
-from .net import HRNASNet
+
+if TYPE_CHECKING:
+    from .net import HRNASNet
 
 __all__ = ["UnknownModelError", "WeightsUnavailableError", "create_model", "list_models"]
 
@@ -112,7 +117,7 @@ def _create_hrnas(variant: str, arch: Arch, pretrained: bool = False, **kwargs: 
     # features_only: the stem at stride 2, then every branch of the last stage (the raw HR representations)
     out_indices = tuple(range(1 + arch.num_branches))
     return build_model_with_cfg(
-        HRNASNet,
+        _net.HRNASNet,
         variant,
         pretrained,
         arch=arch,
@@ -317,8 +322,8 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> HRNASNet
         name = os.fspath(name)
     if not isinstance(name, str):
         raise TypeError(f"model name must be a string, got {type(name).__name__}")
-    if is_model_dir(name):
-        return load_pretrained(name, **kwargs)
+    if _hub.is_model_dir(name):
+        return _hub.load_pretrained(name, **kwargs)
     _check_model_name(name)
     repo_id = None
     if pretrained and not name.startswith(("hf-hub:", "hf_hub:", "local-dir:")):

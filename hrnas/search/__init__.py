@@ -4,12 +4,46 @@ supernet = hrnas.create_supernet('seg', num_classes=19)
 result = hrnas.search(supernet, train_set, val_set, budget='1.4G', input_size=(512, 512), epochs=50)
 result.model      # a plain, static HRNASNet with the trained weights
 result.save('runs/my_search')
+
+The names below are imported when first used (torch and the training loop load only then), so that light modules
+of this package (``hrnas.search.recipes``, ``hrnas.search.config``) can be imported quickly.
 """
 
-from .config import SearchConfig
-from .loop import SearchError, search
-from .result import SearchResult
-from .supernet import create_supernet
-from .tasks import Metric, Task, get_task
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+_EXPORTS = {
+    "Metric": "tasks",
+    "SearchConfig": "config",
+    "SearchError": "loop",
+    "SearchResult": "result",
+    "Task": "tasks",
+    "create_supernet": "supernet",
+    "get_task": "tasks",
+    "search": "loop",
+}
 
 __all__ = ["Metric", "SearchConfig", "SearchError", "SearchResult", "Task", "create_supernet", "get_task", "search"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hrnas.search' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from .config import SearchConfig
+    from .loop import SearchError, search
+    from .result import SearchResult
+    from .supernet import create_supernet
+    from .tasks import Metric, Task, get_task

@@ -1,0 +1,44 @@
+"""Start-up: `import hrnas` and the light commands load neither torch nor timm, and timm still finds the models
+whichever is imported first (hrnas._timm_hook)."""
+
+import subprocess
+import sys
+
+import pytest
+
+ORDERS = [
+    "import hrnas; import timm",
+    "import timm; import hrnas",
+    "from hrnas.net import HRNASNet; import timm",  # net imports timm while it is itself half-initialised
+    "import hrnas.hub; import timm",
+    "import hrnas.search; import timm",
+    "import hrnas; hrnas.create_model('hrnas_cls_a'); import timm",
+]
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_timm_finds_the_models_in_any_import_order(order):
+    proc = _run(f"{order}\nassert timm.is_model('hrnas_cls_a') and timm.is_model('hrnas_custom'), 'not registered'")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_import_and_light_commands_load_no_torch():
+    code = """
+import sys, io, contextlib
+import hrnas
+assert not {"torch", "timm", "fvcore", "matplotlib"} & set(sys.modules), sorted(sys.modules)
+from hrnas.cli import main
+with contextlib.redirect_stdout(io.StringIO()) as out:
+    assert main(["list"]) == 0
+    assert main(["spaces"]) == 0
+assert "hrnas_seg_a" in out.getvalue()
+heavy = {"torch", "timm", "fvcore", "matplotlib"} & set(sys.modules)
+assert not heavy, heavy
+assert hrnas.count_macs is not None and "hrnas_cls_a" in hrnas.list_models()  # the lazy names resolve
+"""
+    proc = _run(code)
+    assert proc.returncode == 0, proc.stderr[-2000:]
