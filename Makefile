@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
+	# the nuclei data (hrnas.data.nuclei): stardist's files only; --no-deps keeps TensorFlow out
+	$(PY) -m pip install --quiet --no-deps stardist
 	touch $@
 
 data:

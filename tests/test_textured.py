@@ -144,3 +144,30 @@ def test_arguments_are_validated() -> None:
         TexturedScenes("train", 1, side=(0.5, 0.2))
     with pytest.raises(ValueError, match="distractors must be"):
         TexturedKeypoints("train", 1, distractors=(3, 1))
+
+
+needs_nuclei = pytest.mark.skipif(
+    importlib.util.find_spec("stardist") is None, reason="pip install --no-deps stardist tifffile"
+)
+
+
+@needs_nuclei
+def test_nuclei_real_mask_split_into_training_and_held_out_regions():
+    from hrnas.data import NucleiSegmentation, load_nuclei
+    from hrnas.data.nuclei import TRAIN_COLUMNS
+
+    image, instances = load_nuclei()
+    assert image.shape == instances.shape == (512, 512) and len(instances.unique()) > 100
+    two = NucleiSegmentation("val", classes=2)
+    assert len(two) == 4  # the right quarter as four 128x128 tiles
+    tiles = torch.cat([two[i][1] for i in range(4)], dim=0)
+    assert torch.equal(tiles, (instances[:, TRAIN_COLUMNS:] > 0).long())  # exactly the real mask
+    three = NucleiSegmentation("val", classes=3)
+    labels = torch.cat([three[i][1] for i in range(4)], dim=0)
+    assert torch.equal(labels > 0, tiles > 0) and (labels == 2).sum() > 0
+    train = NucleiSegmentation("train", 20, seed=1)
+    image0, mask0 = train[0]
+    assert image0.shape == (3, 128, 128) and mask0.shape == (128, 128)
+    assert torch.equal(mask0, train[0][1])
+    train.set_epoch(1)
+    assert not torch.equal(mask0, train[0][1])  # a new crop each epoch

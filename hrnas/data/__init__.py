@@ -7,25 +7,36 @@ Datasets:
   Nothing is downloaded.
 - `FashionMNISTScenes` (segmentation, 11 classes): real Fashion-MNIST classes and object pixels,
   masks derived from those pixels, synthetic random layouts of several items per scene.
+- `TexturedScenes`, `TexturedKeypoints`, `TexturedFashionMNIST` (segmentation, keypoints, classification):
+  proxies where resolution matters, Fashion-MNIST items at many scales on real photographs (scikit-image's).
+- `NucleiSegmentation` (segmentation): one real fluorescence image with its real nuclei mask (stardist's), split
+  into training and held-out regions.
 - `SegmentationFolder` (segmentation): your own real data in a plain folder format
   (``images/<name>.png|jpg`` plus ``masks/<name>.png``); `write_segmentation_folder` writes one.
 
 Per-dataset constants (class names, normalisation statistics) live in the submodules
-``fashion_mnist``, ``scenes`` and ``folder``.
+``fashion_mnist``, ``scenes``, ``textured``, ``nuclei`` and ``folder``.
 """
 
 from ._errors import DataNotFoundError
 from .fashion_mnist import FashionMNIST, load_fashion_mnist, resolve_data_dir
 from .folder import SegmentationFolder, write_segmentation_folder
+from .nuclei import NucleiSegmentation, load_nuclei
 from .scenes import FashionMNISTScenes, Placement
+from .textured import TexturedFashionMNIST, TexturedKeypoints, TexturedScenes
 
 __all__ = [
     "DataNotFoundError",
     "FashionMNIST",
     "FashionMNISTScenes",
+    "NucleiSegmentation",
     "Placement",
     "SegmentationFolder",
+    "TexturedFashionMNIST",
+    "TexturedKeypoints",
+    "TexturedScenes",
     "load_fashion_mnist",
+    "load_nuclei",
     "resolve_data_dir",
     "write_segmentation_folder",
 ]
