@@ -43,7 +43,6 @@ import json
 import multiprocessing
 import os
 import platform
-import random
 import statistics
 import sys
 import tempfile
@@ -51,6 +50,9 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
+from _common import random_arch, uniform_arch
+
+import hrnas
 from hrnas._files import atomic_path, write_atomic
 
 RESULTS = Path(__file__).parent / "results"
@@ -81,63 +83,8 @@ METHOD_ORDER = [SEARCH, RETRAINED, EQUAL, NO_TF, UNIFORM, RANDOM]
 MARKERS = {SEARCH: "o", RETRAINED: "s", EQUAL: "v", NO_TF: "^", UNIFORM: "D", RANDOM: "x"}
 
 
-# -- architectures at a given cost --------------------------------------------------------------------------
-
-
 def _macs(arch, size: int) -> int:
-    import hrnas
-
     return hrnas.count_macs(arch, (size, size))
-
-
-def _bisect(make, target: float, size: int, hi: float = 1.0, iters: int = 40):
-    """The arch ``make(s)`` (MACs nondecreasing in ``s``, ``s`` in [0, hi]) whose MACs are closest to ``target``."""
-    lo = 0.0
-    for _ in range(iters):
-        mid = (lo + hi) / 2
-        if _macs(make(mid), size) > target:
-            hi = mid
-        else:
-            lo = mid
-    return min(((make(s), s) for s in (lo, hi)), key=lambda a: abs(_macs(a[0], size) - target))
-
-
-def _scaled(arch, channel_fracs, token_fracs, s: float, tokens=None):
-    """Every block's paths keep ``round(c * min(1, s * frac))`` channels; tokens likewise (or as given)."""
-    blocks = []
-    for i, b in enumerate(arch.blocks()):
-        ch = tuple(int(round(c * min(1.0, s * f))) for c, f in zip(b.channels, channel_fracs[i]))
-        tok = tokens[i] if tokens is not None else int(round(b.tokens * min(1.0, s * token_fracs[i])))
-        blocks.append(b.replace(channels=ch, tokens=tok))
-    return arch.with_blocks(blocks)
-
-
-def fit_to_macs(supernet, channel_fracs, token_fracs, target: float, size: int):
-    """Scale per-unit keep fractions by one factor to ``target`` MACs.
-
-    Tokens come in few, costly units (all of a transformer's cost scales with them), so after the first fit the token
-    counts are fixed and the channel factor alone is re-solved, which reaches the target closely.
-    """
-    smallest = min([f for fr in channel_fracs for f in fr] + [f for f in token_fracs if f > 0] + [1.0])
-    hi = 1.0 / max(smallest, 1e-6)
-    arch, s = _bisect(lambda s: _scaled(supernet, channel_fracs, token_fracs, s), target, size, hi)
-    tokens = [b.tokens for b in arch.blocks()]
-    arch, s = _bisect(lambda s: _scaled(supernet, channel_fracs, token_fracs, s, tokens), target, size, hi)
-    return arch, s
-
-
-def uniform_arch(supernet, target: float, size: int):
-    """The supernet with one keep fraction for every kernel path and every transformer, at ``target`` MACs."""
-    ones = [[1.0] * len(b.channels) for b in supernet.blocks()]
-    return fit_to_macs(supernet, ones, [1.0] * len(ones), target, size)
-
-
-def random_arch(supernet, target: float, size: int, seed: int):
-    """A random architecture of the space at ``target`` MACs (uniform random keep fraction per path and transformer)."""
-    rng = random.Random(seed)
-    channel_fracs = [[rng.random() for _ in b.channels] for b in supernet.blocks()]
-    token_fracs = [rng.random() for _ in supernet.blocks()]
-    return fit_to_macs(supernet, channel_fracs, token_fracs, target, size)
 
 
 # -- one training run (in a worker process) -----------------------------------------------------------------

@@ -28,6 +28,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from . import hub as _hub
 from . import net as _net
 from .arch import Arch
+from .archs import zoo_arch
 from .catalog import CATALOG, ModelEntry, WeightsTag, catalog_entry
 from .hub_access import REACH_TIMEOUT_S, cached_file, cached_snapshot, hub_offline, hub_reachable
 
@@ -130,6 +131,16 @@ def _from_catalog(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> HRN
     return _create_hrnas(variant, _CATALOG[variant].arch(), pretrained, **kwargs)
 
 
+def _searched(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> HRNASNet:
+    """A searched model; ``arch_version=1`` builds the first zoo's architecture of the name (no weights)."""
+    version = kwargs.pop("arch_version", None)
+    if version is None:
+        return _from_catalog(variant, pretrained, kwargs)
+    if pretrained:
+        raise ValueError(f"{variant} with arch_version={version} has no weights; pass pretrained=False")
+    return _create_hrnas(variant, zoo_arch(variant, int(version)), False, **kwargs)
+
+
 @register_model
 def hrnas_supernet_seg(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS segmentation supernet, Cityscapes settings (19 classes, last_channel 90), transformers off."""
@@ -183,33 +194,33 @@ def _register_if_shipped(fn):
 def hrnas_cls_b(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS classification network searched to 0.33 GMACs at 224x224 with 1000 classes (a larger sibling of
     ``hrnas_cls_a``). Weights: ``hrnas_cls_b.fmnist``."""
-    return _from_catalog("hrnas_cls_b", pretrained, kwargs)
+    return _searched("hrnas_cls_b", pretrained, kwargs)
 
 
 @_register_if_shipped
 def hrnas_seg_a(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS segmentation network searched to the paper's HR-NAS-A budget: 1.4 GMACs at 512x512 with 150 classes
     (ADE20K's configuration). Weights: ``hrnas_seg_a.fmnist_scenes``."""
-    return _from_catalog("hrnas_seg_a", pretrained, kwargs)
+    return _searched("hrnas_seg_a", pretrained, kwargs)
 
 
 @_register_if_shipped
 def hrnas_seg_b(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS segmentation network searched to the paper's HR-NAS-B budget: 2.2 GMACs at 512x512 with 150 classes.
     Weights: ``hrnas_seg_b.fmnist_scenes``."""
-    return _from_catalog("hrnas_seg_b", pretrained, kwargs)
+    return _searched("hrnas_seg_b", pretrained, kwargs)
 
 
 @_register_if_shipped
 def hrnas_pose_a(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS keypoint network searched to Lite-HRNet-18's cost: 205 MMACs at 256x192, 17 heatmaps. No weights."""
-    return _from_catalog("hrnas_pose_a", pretrained, kwargs)
+    return _searched("hrnas_pose_a", pretrained, kwargs)
 
 
 @_register_if_shipped
 def hrnas_pose_b(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS keypoint network searched to Lite-HRNet-30's cost: 319 MMACs at 256x192, 17 heatmaps. No weights."""
-    return _from_catalog("hrnas_pose_b", pretrained, kwargs)
+    return _searched("hrnas_pose_b", pretrained, kwargs)
 
 
 @register_model

@@ -63,18 +63,28 @@ def zoo_entries() -> list[str]:
     return sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json"))
 
 
-def zoo_entry(name: str) -> dict:
+# earlier versions of the zoo, kept so that results made with them reproduce: zoo/v<N>/<name>.json
+ZOO_VERSIONS = (1,)
+
+
+def zoo_entry(name: str, version: int | None = None) -> dict:
     """The zoo entry of ``name``: ``{'name', 'arch', 'record'}``; ``record`` says how it was searched (command, data,
-    seed, budget, MACs and params at its named configuration)."""
-    path = resources.files(__package__).joinpath(ZOO_DIR, f"{name}.json")
+    seed, budget, MACs and params at its named configuration). ``version`` picks an earlier zoo (``1``); default:
+    the current one."""
+    if version is not None and version not in ZOO_VERSIONS:
+        raise ValueError(f"no zoo version {version!r}; earlier versions: {ZOO_VERSIONS} (None: the current zoo)")
+    parts = (ZOO_DIR, f"v{version}", f"{name}.json") if version is not None else (ZOO_DIR, f"{name}.json")
+    path = resources.files(__package__).joinpath(*parts)
     if not path.is_file():
-        raise ValueError(f"no searched architecture named {name!r}; shipped: {', '.join(zoo_entries())}")
+        shipped = ", ".join(zoo_entries())
+        raise ValueError(f"no searched architecture named {name!r} in zoo version {version}; shipped: {shipped}")
     return json.loads(path.read_text())
 
 
-def zoo_arch(name: str) -> Arch:
-    """The searched architecture ``name`` in its named configuration (classes and task it was sized for)."""
-    return Arch.from_dict(zoo_entry(name)["arch"])
+def zoo_arch(name: str, version: int | None = None) -> Arch:
+    """The searched architecture ``name`` in its named configuration (classes and task it was sized for);
+    ``version=1`` gives the first zoo's architecture."""
+    return Arch.from_dict(zoo_entry(name, version)["arch"])
 
 
 def branch_hidden_channels(arch: Arch) -> list[int]:

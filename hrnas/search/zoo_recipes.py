@@ -88,8 +88,8 @@ _PROXY_CLASSES = {
     "textured-fmnist": 10,
 }
 _SCENES = DataSpec(name="fmnist-scenes", image_size=64, train_size=3000, val_size=300)
-_TEXTURED_SCENES = DataSpec(name="textured-scenes", image_size=128, train_size=4000, val_size=300)
-_TEXTURED_KEYPOINTS = DataSpec(name="textured-keypoints", image_size=128, train_size=4000, val_size=300)
+_TEXTURED_SCENES = DataSpec(name="textured-scenes", image_size=128, train_size=4000, val_size=200)
+_TEXTURED_KEYPOINTS = DataSpec(name="textured-keypoints", image_size=128, train_size=4000, val_size=200)
 _TEXTURED_FMNIST = DataSpec(name="textured-fmnist", image_size=64, train_size=20000, val_size=1000)
 _FMNIST = DataSpec(name="fmnist", image_size=32, train_size=2000, val_size=100)
 # The search's default schedule (budget reached at 60 % of the run). An earlier, cheaper schedule that reached the
@@ -103,7 +103,9 @@ _POSE_NO_WEIGHTS = (
 
 # v2 (the current zoo): seg budgets counted at 224x224 as the original code counts them (docs/conventions.md), and
 # proxies where resolution matters (hrnas.data.textured). Dense runs: 128x128 images, batch 16.
-_DENSE_RUN_V2 = dict(steps=1200, batch_size=16, lr=0.1, eval_every=100, calib_batches=10)
+# Sized so that a search takes minutes on 2 cores (benchmarks/zoo_quality.py runs each recipe with 2 seeds, and
+# retrains and baselines beside it).
+_DENSE_RUN_V2 = dict(steps=600, batch_size=8, lr=0.05, eval_every=100, calib_batches=10)
 # heatmap regression: Adam, as HRNet and Lite-HRNet train it (a mean-squared error on mostly-zero heatmaps gives
 # SGD gradients too small to learn in a short run)
 _POSE_RUN_V2 = dict(_DENSE_RUN_V2, optimizer="adamw", lr=2e-3)
@@ -219,6 +221,55 @@ def _named(arch: Arch, recipe: ZooRecipe) -> Arch:
     return arch.replace(name=recipe.name, task=recipe.task).with_num_classes(recipe.num_classes)
 
 
+def run_recipe(
+    recipe: ZooRecipe,
+    *,
+    seed: Optional[int] = None,
+    arch: Optional[Arch] = None,
+    output_dir: Optional[str | os.PathLike] = None,
+    quick: bool = False,
+    progress: bool = False,
+):
+    """A recipe's run: its search, or (``arch`` given) the same training of a fixed architecture from scratch.
+
+    Every run of a recipe sees the same data and augmentation (the recipe's data seed); ``seed`` (default the
+    recipe's) sets the initialisation, the data order and the per-step randomness. A fixed ``arch`` (in any
+    configuration: its head is resized to the proxy's classes) is trained by the same loop with nothing penalised
+    or removed. Returns ``(result, data spec)``.
+    """
+    from ..net import HRNASNet
+    from .loop import search
+
+    seed = recipe.seed if seed is None else seed
+    data = proxy_data(recipe, quick)
+    settings = dict(recipe.search)
+    if quick:
+        settings.update(steps=6, epochs=1.0)
+    train, val = build_data(data)
+    torch.manual_seed(seed)  # the network's initial weights are part of the run
+    if arch is None:
+        net, budget = _supernet(recipe, data.num_classes), recipe.budget
+    else:
+        fixed = arch.replace(task=recipe.proxy_task).with_num_classes(data.num_classes)
+        net, budget = HRNASNet(fixed), None
+        settings.update(rho=0.0, threshold=-1.0)
+    result = search(
+        net,
+        train,
+        val,
+        budget=budget if not quick else None,
+        input_size=recipe.input_size,
+        cost_num_classes=recipe.num_classes,
+        seed=seed,
+        output_dir=None if output_dir is None else str(output_dir),
+        progress=progress,
+        **settings,
+    )
+    if arch is not None and result.arch.blocks() != net.arch.blocks():
+        raise RuntimeError("a fixed-architecture run changed the architecture")
+    return result, data
+
+
 def build_zoo_entry(
     name: str, output_dir: str | os.PathLike, *, quick: bool = False, progress: bool = True
 ) -> dict[str, Any]:
@@ -227,33 +278,14 @@ def build_zoo_entry(
     ``quick`` shrinks the data and the run to a smoke test (the result is not a zoo model). Returns the entry.
     """
     from ..hub import save_pretrained
-    from .loop import search
 
     if name not in ZOO_RECIPES:
         raise ValueError(f"no zoo recipe named {name!r}; recipes: {', '.join(ZOO_RECIPES)}")
     recipe = ZOO_RECIPES[name]
     out = Path(output_dir)
-    data = proxy_data(recipe, quick)
-    settings = dict(recipe.search)
-    if quick:
-        settings.update(steps=6, epochs=1.0)
-    train, val = build_data(data)
-
-    torch.manual_seed(recipe.seed)  # the supernet's initial weights are part of the run
-    supernet = _supernet(recipe, data.num_classes)
+    result, data = run_recipe(recipe, output_dir=out / "search" / name, quick=quick, progress=progress)
+    settings = dict(recipe.search, **({"steps": 6, "epochs": 1.0} if quick else {}))
     budget = recipe.budget
-    result = search(
-        supernet,
-        train,
-        val,
-        budget=budget if not quick else None,
-        input_size=recipe.input_size,
-        cost_num_classes=recipe.num_classes,
-        seed=recipe.seed,
-        output_dir=str(out / "search" / name),
-        progress=progress,
-        **settings,
-    )
     named = _named(result.arch, recipe)
     macs, params = count_macs(named, recipe.input_size), count_params(named)
     command = f"hrnas zoo-build {name}"  # where it writes does not change what it makes
@@ -283,8 +315,10 @@ def build_zoo_entry(
     write_atomic(out / f"{name}.json", json.dumps(entry, indent=1) + "\n")
     if recipe.tag:
         from ..archs import zoo_card
-        from ..data.fashion_mnist import MEAN, STD  # both proxies are Fashion-MNIST, grey replicated to RGB
+        from ..data import fashion_mnist, textured
 
+        # the proxies are grey images replicated to RGB, normalised by their own statistics
+        stats = textured if data.name.startswith("textured-") else fashion_mnist
         weights_dir = out / f"{name}.{recipe.tag}"
         save_pretrained(
             result.model,
@@ -292,8 +326,8 @@ def build_zoo_entry(
             model_card=zoo_card(entry, recipe.tag, result.metric),
             pretrained_cfg={
                 "input_size": (3, data.image_size, data.image_size),
-                "mean": (MEAN,) * 3,
-                "std": (STD,) * 3,
+                "mean": (stats.MEAN,) * 3,
+                "std": (stats.STD,) * 3,
                 "crop_pct": 1.0,
             },
             architecture=name,
@@ -302,6 +336,24 @@ def build_zoo_entry(
 
 
 def _describe_data(data: DataSpec, recipe: ZooRecipe) -> str:
+    size = f"{data.image_size}x{data.image_size}"
+    if data.name == "textured-scenes":
+        return (
+            f"textured scenes ({data.train_size} training / {data.val_size} validation scenes, {size}, 11 classes; "
+            "3-10 real Fashion-MNIST items of 12-72 px on real photographs, masks derived from the items' pixels, "
+            "synthetic layout; hrnas.data.TexturedScenes)"
+        )
+    if data.name == "textured-keypoints":
+        return (
+            f"textured keypoints ({data.train_size} training / {data.val_size} validation images, {size}, 9 "
+            "heatmaps at stride 4: centroid and extreme points of one large Fashion-MNIST item's real mask, among "
+            "distractors on real photographs; hrnas.data.TexturedKeypoints)"
+        )
+    if data.name == "textured-fmnist":
+        return (
+            f"textured Fashion-MNIST classification ({data.train_size} training / {data.val_size} validation "
+            f"images, {size}, 10 classes; one item of 22-58 px on a real photograph; hrnas.data.TexturedFashionMNIST)"
+        )
     if data.name == "fmnist-scenes":
         what = (
             f"Fashion-MNIST scenes ({data.train_size} training scenes, {data.val_size} validation scenes, "
