@@ -12,12 +12,13 @@ Importing this package registers the ``hrnas_*`` models with timm::
 from .arch import Arch, ArchError, BlockSpec, ClsHeadSpec, DenseHeadSpec, FuseEdge, StageSpec
 from .archs import released_cls_arch, retrain_form, zoo_arch, zoo_entry
 from .convert import convert_original, load_original_arch
-from .cost import Profile, count_macs, count_params, profile
+from .cost import count_macs, count_params, summary
 from .deploy import deploy
 from .export import export
 from .hub import WeightsError, load_pretrained, load_weights, push_to_hub, save_pretrained
 from .latency import LatencyTable, latency_table, measure_latency
 from .net import HRNASNet
+from .profiling import Profile, profile
 from .search import SearchConfig, SearchResult, create_supernet, search
 from .spaces import SearchSpace, get_space, list_spaces
 from .zoo import UnknownModelError, WeightsUnavailableError, create_model, list_models
@@ -63,6 +64,7 @@ __all__ = [
     "retrain_form",
     "save_pretrained",
     "search",
+    "summary",
     "zoo_arch",
     "zoo_entry",
 ]

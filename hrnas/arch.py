@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._files import write_atomic
+
 __all__ = [
     "ACTIVATIONS",
     "TASKS",
@@ -341,7 +343,7 @@ class Arch:
         bn_eps: BatchNorm epsilon.
         init: weight initialisation, ``'mnas'`` (classification and segmentation) or ``'heatmap'`` (N(0, 0.001)
             convs, as the original keypoint model).
-        name: optional label, shown by :meth:`summary`.
+        name: optional label, shown by :meth:`table` and :func:`hrnas.summary`.
     """
 
     task: str
@@ -608,8 +610,6 @@ class Arch:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write JSON to ``path`` atomically (a temporary file renamed into place)."""
-        from ._files import write_atomic
-
         write_atomic(path, self.to_json() + "\n")
 
     @classmethod
@@ -683,12 +683,10 @@ class Arch:
 
     # -- human-readable -----------------------------------------------------------------------------------
 
-    def summary(self, input_size: tuple[int, int] | int | None = None) -> str:
-        """A readable table of every block (with MACs per block when ``input_size`` is given)."""
-        from .cost import block_macs_table, count_macs, count_params
-
+    def table(self, block_macs: Mapping[str, int] | None = None) -> str:
+        """A readable table of every block, with a column of MMACs per block when ``block_macs`` (by block name, as
+        :func:`hrnas.cost.block_macs_table` gives) is passed. :func:`hrnas.summary` adds the costs."""
         blocks = self.named_blocks()
-        macs = block_macs_table(self, input_size) if input_size is not None else None
         hidden = sum(b.hidden for b in self.blocks())
         tokens = sum(b.tokens for b in self.blocks())
         lines = []
@@ -698,15 +696,15 @@ class Arch:
             f"act {self.act} | {hidden} hidden channels | {tokens} tokens"
         )
         header = f"  {'block':<26} {'in->out':>9} {'s':>2}  {'kernels:channels':<26} {'tok':>4} {'se':>4}"
-        if macs is not None:
+        if block_macs is not None:
             header += f" {'MMACs':>9}"
         lines.append(header)
         for name, b in blocks:
             kc = " ".join(f"{k}:{c}" for k, c in b.paths) or "(residual only)"
             row = f"  {name:<26} {f'{b.in_chs}->{b.out_chs}':>9} {b.stride:>2}  {kc:<26} {b.tokens:>4}"
             row += f" {b.se_ratio:>4.2g}"
-            if macs is not None:
-                row += f" {macs[name] / 1e6:>9.2f}"
+            if block_macs is not None:
+                row += f" {block_macs[name] / 1e6:>9.2f}"
             lines.append(row)
         head = self.head
         if isinstance(head, DenseHeadSpec):
@@ -716,27 +714,14 @@ class Arch:
                 f"  head: cls, {head.incre[-1].out_chs} -> {head.final_chs} -> {head.num_classes} classes, "
                 f"dropout {head.dropout:g}"
             )
-        params = count_params(self)
-        total = f"  total: {params / 1e6:.3f} M params"
-        if input_size is not None:
-            size = _pair(input_size)
-            total += f", {count_macs(self, size) / 1e9:.4f} GMACs at {size[0]}x{size[1]} (paper convention)"
-        lines.append(total)
         return "\n".join(lines)
 
     def __str__(self) -> str:
-        return self.summary()
+        return self.table()
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Parsing helpers: every error names the path of the field.
-
-
-def _pair(size: tuple[int, int] | int) -> tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    h, w = size
-    return int(h), int(w)
 
 
 def _is_int(v: Any) -> bool:

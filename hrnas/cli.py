@@ -56,8 +56,10 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
+    from . import summary
+
     model = _load_model(args.model)
-    print(model.arch.summary(input_size=_input_size(args, model)))
+    print(summary(model.arch, input_size=_input_size(args, model)))
     return 0
 
 

@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from timm.models import PretrainedCfg
 
 from ._files import write_atomic
+from .cost import summary
 
 __all__ = [
     "CONFIG_NAME",
@@ -119,7 +120,7 @@ def _default_card(model: torch.nn.Module) -> str:
     return (
         f"# HR-NAS {arch.task} network\n\n"
         "Load with:\n\n```python\nimport hrnas\nmodel = hrnas.create_model('path/to/this/directory')\n```\n\n"
-        f"Architecture:\n\n```\n{arch.summary()}\n```\n"
+        f"Architecture:\n\n```\n{summary(arch)}\n```\n"
     )
 
 

@@ -12,6 +12,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
+from .._files import write_atomic
+from .._size import pair
+
 __all__ = ["SearchConfig", "PAPER_RHO"]
 
 # rho_max of the original configs (reference section 4.4), used in paper mode (no budget).
@@ -175,7 +178,7 @@ class SearchConfig:
                 f"need 0 <= hold < reach <= 1 (fractions of the run), got hold={self.hold}, reach={self.reach}"
             )
         if self.input_size is not None:
-            self.input_size = _pair(self.input_size)
+            self.input_size = pair(self.input_size)
         self.betas = tuple(self.betas)
 
     def replace(self, **changes: Any) -> SearchConfig:
@@ -198,8 +201,6 @@ class SearchConfig:
     def save_yaml(self, path: str | os.PathLike) -> None:
         import yaml
 
-        from .._files import write_atomic
-
         write_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
@@ -211,10 +212,3 @@ class SearchConfig:
         if not isinstance(data, dict):
             raise ValueError(f"{os.fspath(path)}: expected a mapping of search settings")
         return cls().replace(**data)
-
-
-def _pair(size: Any) -> Tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    h, w = size
-    return int(h), int(w)

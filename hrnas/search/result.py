@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from .._files import write_atomic
 from ..arch import Arch
-from ..cost import count_macs, count_params
+from ..cost import count_macs, count_params, summary
 from ..net import HRNASNet
 
 __all__ = ["SearchResult", "budget_label"]
@@ -70,7 +70,7 @@ class SearchResult:
         in_chans = self.model.in_chans
         macs0 = count_macs(self.supernet_arch.with_num_classes(self.arch.num_classes), self.input_size, in_chans)
         params0 = count_params(self.supernet_arch.with_num_classes(self.arch.num_classes), in_chans)
-        lines = [self.arch.summary(input_size=self.input_size), ""]
+        lines = [summary(self.arch, input_size=self.input_size), ""]
         lines.append(f"supernet: {macs0 / 1e6:10.2f} MMACs {params0 / 1e6:8.3f} M params  (at {h}x{w})")
         lines.append(
             f"searched: {self.macs / 1e6:10.2f} MMACs {self.params / 1e6:8.3f} M params  "
