@@ -7,7 +7,8 @@ result.save('runs/my_search')
 """
 
 from .config import SearchConfig
-from .loop import SearchError, search
+from .errors import SearchError
+from .loop import search
 from .result import SearchResult
 from .supernet import create_supernet
 from .tasks import Metric, Task, get_task

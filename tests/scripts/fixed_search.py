@@ -170,7 +170,7 @@ def run_latency(out_dir: str) -> dict:
             _data()[0],
             None,
             latency_ms=0.5 * full,
-            latency_model=table,
+            latency_table=table,
             latency_feedback=True,
             input_size=SIZE,
             output_dir=out_dir,
