@@ -36,6 +36,12 @@ def found():
         torch.set_num_threads(threads)
 
 
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(found):
+    # "resumed" is "family" stopped at step 17 and resumed from the checkpoint this code wrote
+    for key in ("arch", "weights_sha256", "family", "macs", "metric"):
+        assert found["resumed"][key] == found["family"][key], key
+
+
 @pytest.mark.parametrize("run", ["family", "latency", "resumed"])
 def test_search_finds_what_the_original_code_found(found, run):
     expected = json.loads(FIXTURE.read_text())

@@ -45,3 +45,14 @@ def test_the_import_finder_sees_every_kind_of_import():
     assert hrnas_imports(source, "hrnas.search") == {
         "hrnas.search._files", "hrnas.search.cost", "hrnas.net", "hrnas.latency", "hrnas.search.search.units",
     }  # fmt: skip
+
+
+def test_the_search_loop_only_orchestrates_and_no_class_is_too_long():
+    loop = (ROOT / "search" / "loop.py").read_text()
+    assert len(loop.splitlines()) <= 300
+    too_long = []
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > 300:
+                too_long.append(f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not too_long
