@@ -232,14 +232,6 @@ def load_pretrained(directory: str | os.PathLike, **kwargs: Any) -> torch.nn.Mod
     return timm.create_model(f"local-dir:{os.path.abspath(directory)}", pretrained=True, **kwargs)
 
 
-def copy_model_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Copy the model files (config, weights, card) of one directory into another."""
-    os.makedirs(dst, exist_ok=True)
-    for name in (CONFIG_NAME, WEIGHTS_NAME, "README.md"):
-        if os.path.exists(os.path.join(src, name)):
-            shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Publishing
 
