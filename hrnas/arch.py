@@ -47,6 +47,10 @@ INITS = ("mnas", "heatmap")
 ARCH_FORMAT = "hrnas-arch"
 ARCH_VERSION = 1
 STEM_STRIDE = 4
+# The lightweight transformer's fixed shape (reference section 3): the map is pooled to a GRID x GRID grid, so every
+# token is a GRID**2 = 64-d vector, and its feed-forward layers are FFN wide. Only the token count is searched.
+TRANSFORMER_GRID = 8
+TRANSFORMER_FFN = 64
 
 
 class ArchError(ValueError):

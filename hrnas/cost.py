@@ -18,8 +18,7 @@ from __future__ import annotations
 import math
 
 from ._size import pair
-from .arch import Arch, BlockSpec, ClsHeadSpec, DenseHeadSpec
-from .layers.transformer import FFN_DIM, GRID
+from .arch import TRANSFORMER_FFN, TRANSFORMER_GRID, Arch, BlockSpec, ClsHeadSpec, DenseHeadSpec
 
 __all__ = [
     "block_input_sizes",
@@ -38,8 +37,8 @@ __all__ = [
     "transformer_params",
 ]
 
-# The lightweight transformer's tokens are the flattened GRID x GRID map; its feed-forward layers are FFN_DIM wide.
-TOKEN_DIM = GRID * GRID
+# The lightweight transformer's tokens are the flattened grid (hrnas.arch.TRANSFORMER_GRID); a 64-d vector each.
+TOKEN_DIM = TRANSFORMER_GRID * TRANSFORMER_GRID
 
 
 def feature_sizes(input_size: int | tuple[int, int], levels: int = 6) -> list[tuple[int, int]]:
@@ -76,7 +75,7 @@ def token_macs(in_chs: int, out_chs: int) -> tuple[int, int]:
     ``quadratic``: the attention matmuls, ``2 * L^2 * 64`` in each of the two layers.
     """
     d = TOKEN_DIM
-    return d * (in_chs + 2 + out_chs) + 2 * (4 * d * d + 2 * d * FFN_DIM), 4 * d
+    return d * (in_chs + 2 + out_chs) + 2 * (4 * d * d + 2 * d * TRANSFORMER_FFN), 4 * d
 
 
 def channel_params(spec: BlockSpec) -> tuple[int, ...]:
@@ -113,7 +112,7 @@ def transformer_params(in_chs: int, out_chs: int, tokens: int) -> int:
     if tokens <= 0:
         return 0
     d = TOKEN_DIM
-    per_layer = 4 * d * d + 2 * d * FFN_DIM + 4 * d  # q/k/v/out, feed-forward, two LayerNorms
+    per_layer = 4 * d * d + 2 * d * TRANSFORMER_FFN + 4 * d  # q/k/v/out, feed-forward, two LayerNorms
     return tokens * token_params(in_chs, out_chs)[0] + 2 * per_layer + 2 * out_chs
 
 

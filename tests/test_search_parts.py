@@ -370,12 +370,14 @@ def test_resumed_settings_are_the_saved_runs_but_where_to_write_and_run(tmp_path
     table = _table(supernet.arch)
     saved = SearchConfig(budget="1M", steps=10, output_dir="runs/a", progress=True, seed=3, latency_table=table)
     d = saved.to_dict()
-    assert d["latency_table"]["version"] == 1 and SearchConfig.from_dict(d) == saved
+    assert d["latency_table"] == table.to_dict() and SearchConfig.from_dict(d).to_dict() == d
     saved.save_yaml(tmp_path / "config.yaml")
-    assert SearchConfig.from_yaml(tmp_path / "config.yaml").latency_table == table  # the table travels with the run
+    again = SearchConfig.from_yaml(tmp_path / "config.yaml").latency_table  # the table travels with the run
+    assert LatencyTable.from_dict(again) == table
     cfg = SearchConfig(resume="runs/a", progress=False, device="cpu", budget="2M").resumed_from(d)
     assert (cfg.budget, cfg.steps, cfg.seed, cfg.output_dir) == ("1M", 10, 3, "runs/a")
-    assert (cfg.resume, cfg.progress, cfg.device, cfg.latency_table) == ("runs/a", False, "cpu", table)
+    assert (cfg.resume, cfg.progress, cfg.device, cfg.latency_table) == ("runs/a", False, "cpu", table.to_dict())
+    assert SearchConfig(resume="runs/a", latency_table=table).resumed_from(d).latency_table is table  # given: wins
     path = tmp_path / "t.json"
     table.save(path)
     cfg = SearchConfig(resume="runs/a", output_dir="runs/b", latency_table=path).resumed_from(d)

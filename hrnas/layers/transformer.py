@@ -16,12 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FFN_DIM", "GRID", "LightweightTransformer", "TokenAttention", "coordinate_channels"]
+from ..arch import TRANSFORMER_FFN, TRANSFORMER_GRID
 
-# The transformer's fixed shape (reference section 3): an 8x8 grid, so every token is a 64-d vector, and feed-forward
-# layers of width 64. :mod:`hrnas.cost` counts with these.
-GRID = 8
-FFN_DIM = 64
+__all__ = ["LightweightTransformer", "TokenAttention", "coordinate_channels"]
 
 
 def coordinate_channels(grid: int) -> torch.Tensor:
@@ -127,8 +124,8 @@ class LightweightTransformer(nn.Module):
         in_chs: int,
         out_chs: int,
         tokens: int,
-        grid: int = GRID,
-        ffn_dim: int = FFN_DIM,
+        grid: int = TRANSFORMER_GRID,
+        ffn_dim: int = TRANSFORMER_FFN,
         num_heads: int = 1,
         drop: float = 0.1,
     ) -> None:

@@ -16,7 +16,6 @@ from typing import Any, Optional, Tuple, Union
 
 from .._files import write_atomic
 from .._size import pair
-from ..latency import LatencyTable
 
 __all__ = ["SearchConfig", "PAPER_RHO"]
 
@@ -45,10 +44,10 @@ class SearchConfig:
         family_recovery: with a list of budgets (``budget=['2.2G', '1.4G', '0.8G']``, or of ``params`` or
             ``latency_ms``), one run returns a model per budget (``SearchResult.family``): the cost stops at each
             budget for this fraction of the run, so that the network recovers, then that member is taken.
-        latency_table: the latency table of ``latency_ms`` budgets: a :class:`hrnas.LatencyTable`, or the path of
-            one's JSON file (``hrnas latency-table``); default: measured now for the supernet's space, or taken from
-            the cache of an earlier measurement on this device. A table given as an object is saved with the run's
-            settings, so that ``config.yaml`` and resuming use the same table.
+        latency_table: the latency table of ``latency_ms`` budgets: a :class:`hrnas.LatencyTable` (or its
+            ``to_dict()``), or the path of one's JSON file (``hrnas latency-table``); default: measured now for the
+            supernet's space, or taken from the cache of an earlier measurement on this device. A table given as an
+            object is saved with the run's settings (as its dict), so that ``config.yaml`` and resuming use it too.
         input_size: ``(height, width)`` the cost is counted at (default: the space's reference resolution).
         cost_num_classes: classifier width the budget is stated for (default: the network's own).
 
@@ -97,7 +96,7 @@ class SearchConfig:
     budget: Optional[Any] = None
     params: Optional[Any] = None
     latency_ms: Optional[float] = None
-    latency_table: Optional[Union[str, LatencyTable]] = None
+    latency_table: Optional[Union[str, Mapping[str, Any], Any]] = None  # a path, a LatencyTable or its dict
     latency_feedback: bool = False
     family_recovery: float = 0.05
     input_size: Optional[Tuple[int, int]] = None
@@ -185,12 +184,12 @@ class SearchConfig:
         if self.input_size is not None:
             self.input_size = pair(self.input_size)
         self.betas = tuple(self.betas)
-        if isinstance(self.latency_table, Mapping):  # a table saved with the settings
-            self.latency_table = LatencyTable.from_dict(self.latency_table)
-        elif isinstance(self.latency_table, os.PathLike):
-            self.latency_table = os.fspath(self.latency_table)
-        elif not isinstance(self.latency_table, (str, LatencyTable, type(None))):
-            raise TypeError(f"latency_table must be a LatencyTable or a path, got {type(self.latency_table).__name__}")
+        table = self.latency_table
+        if isinstance(table, os.PathLike):
+            self.latency_table = os.fspath(table)
+        elif not (table is None or isinstance(table, (str, Mapping)) or hasattr(table, "to_dict")):
+            # a LatencyTable is recognised by its to_dict(): importing hrnas.latency here would load torch
+            raise TypeError(f"latency_table must be a LatencyTable or a path, got {type(table).__name__}")
 
     def replace(self, **changes: Any) -> SearchConfig:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -205,7 +204,7 @@ class SearchConfig:
         """Plain values only (a latency table as its dict), for ``config.yaml`` and checkpoints."""
         table = self.latency_table
         d = dataclasses.asdict(self.replace(latency_table=None))  # asdict would take a table apart, unversioned
-        d["latency_table"] = table.to_dict() if isinstance(table, LatencyTable) else table
+        d["latency_table"] = table.to_dict() if hasattr(table, "to_dict") else table
         d["input_size"] = list(self.input_size) if self.input_size else None
         d["betas"] = list(self.betas)
         return d

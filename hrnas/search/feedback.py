@@ -14,6 +14,7 @@ import hashlib
 import math
 import statistics
 import warnings
+from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 import torch
@@ -45,13 +46,15 @@ def make_cost_model(
     rank: int,
     world: int,
 ) -> CostModel:
-    """The run's cost model: MACs, parameters, or latency predicted by the ``latency_table`` setting (a table, a
-    table's file, or, when unset, measured now on this device for ``supernet``'s space, or read from the cache)."""
+    """The run's cost model: MACs, parameters, or latency predicted by the ``latency_table`` setting (a table, its
+    dict, its file, or, when unset, measured now on this device for ``supernet``'s space, or read from the cache)."""
     if cfg.latency_ms is None:
         metric = "params" if cfg.params is not None else "macs"
         return CostModel(input_size, metric, cfg.cost_num_classes, in_chans)
     table = cfg.latency_table
-    if not isinstance(table, LatencyTable):
+    if isinstance(table, Mapping):  # a table saved with the run's settings
+        table = LatencyTable.from_dict(table)
+    elif not isinstance(table, LatencyTable):
         table = LatencyTable.load(table) if table else _measured_table(cfg, supernet, input_size, device, rank, world)
     return CostModel(input_size, "latency", None, in_chans, latency_table=table)
 
