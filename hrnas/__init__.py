@@ -37,10 +37,11 @@ _EXPORTS = {
     "zoo_entry": "archs",
     "convert_original": "convert",
     "load_original_arch": "convert",
-    "Profile": "cost",
     "count_macs": "cost",
     "count_params": "cost",
-    "profile": "cost",
+    "summary": "cost",
+    "Profile": "profiling",
+    "profile": "profiling",
     "deploy": "deploy",
     "export": "export",
     "WeightsError": "hub",
@@ -103,6 +104,7 @@ __all__ = [
     "retrain_form",
     "save_pretrained",
     "search",
+    "summary",
     "zoo_arch",
     "zoo_entry",
     "__version__",
@@ -126,12 +128,13 @@ if TYPE_CHECKING:  # what the lazy attributes are, for type checkers and IDEs
     from .arch import Arch, ArchError, BlockSpec, ClsHeadSpec, DenseHeadSpec, FuseEdge, StageSpec
     from .archs import released_cls_arch, retrain_form, zoo_arch, zoo_entry
     from .convert import convert_original, load_original_arch
-    from .cost import Profile, count_macs, count_params, profile
+    from .cost import count_macs, count_params, summary
     from .deploy import deploy
     from .export import export
     from .hub import WeightsError, load_pretrained, load_weights, push_to_hub, save_pretrained
     from .latency import LatencyTable, latency_table, measure_latency
     from .net import HRNASNet
+    from .profiling import Profile, profile
     from .search import SearchConfig, SearchResult, create_supernet, search
     from .spaces import SearchSpace, get_space, list_spaces
     from .zoo import UnknownModelError, WeightsUnavailableError, create_model, list_models

@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._files import write_atomic
+
 __all__ = [
     "ACTIVATIONS",
     "TASKS",
@@ -45,6 +47,10 @@ INITS = ("mnas", "heatmap")
 ARCH_FORMAT = "hrnas-arch"
 ARCH_VERSION = 1
 STEM_STRIDE = 4
+# The lightweight transformer's fixed shape (reference section 3): the map is pooled to a GRID x GRID grid, so every
+# token is a GRID**2 = 64-d vector, and its feed-forward layers are FFN wide. Only the token count is searched.
+TRANSFORMER_GRID = 8
+TRANSFORMER_FFN = 64
 
 
 class ArchError(ValueError):
@@ -341,7 +347,7 @@ class Arch:
         bn_eps: BatchNorm epsilon.
         init: weight initialisation, ``'mnas'`` (classification and segmentation) or ``'heatmap'`` (N(0, 0.001)
             convs, as the original keypoint model).
-        name: optional label, shown by :meth:`summary`.
+        name: optional label, shown by :meth:`table` and :func:`hrnas.summary`.
     """
 
     task: str
@@ -486,69 +492,9 @@ class Arch:
             raise _fail("stages", "at least one stage is needed")
         in_widths: tuple[int, ...] = (self.stem[1],)
         for s, stage in enumerate(self.stages):
-            self._validate_stage(stage, in_widths, f"stages[{s}]")
+            _validate_stage(stage, in_widths, f"stages[{s}]")
             in_widths = stage.widths
-        self._validate_head(in_widths)
-
-    def _validate_stage(self, stage: StageSpec, in_widths: tuple[int, ...], path: str) -> None:
-        n_in, n_out = len(in_widths), stage.num_branches
-        if n_out < 1 or not all(_is_int(w) and w > 0 for w in stage.widths):
-            raise _fail(f"{path}.widths", f"must be positive channel counts, got {list(stage.widths)!r}")
-        if n_out < n_in:
-            raise _fail(f"{path}.widths", f"a stage cannot drop branches ({n_in} in, {n_out} out)")
-        expected = fuse_sources(n_in, n_out)
-        got = [(e.dst, e.src) for e in stage.fuse]
-        if got != expected:
-            raise _fail(
-                f"{path}.fuse",
-                f"neighbour-only fusion from {n_in} to {n_out} branches needs edges (to, from) {expected} "
-                f"in this order, got {got}",
-            )
-        for i, edge in enumerate(stage.fuse):
-            src_w = in_widths[edge.src] if edge.dst < n_in else stage.widths[edge.src]
-            want = (src_w, stage.widths[edge.dst], 2 if edge.src < edge.dst else 1)
-            self._check_block_shape(edge.block, want, f"{path}.fuse[{i}].block")
-        if len(stage.branches) != n_out:
-            raise _fail(f"{path}.branches", f"needs one block list per branch ({n_out}), got {len(stage.branches)}")
-        for b, stack in enumerate(stage.branches):
-            for n, blk in enumerate(stack):
-                w = stage.widths[b]
-                self._check_block_shape(blk, (w, w, 1), f"{path}.branches[{b}][{n}]")
-
-    def _validate_head(self, widths: tuple[int, ...]) -> None:
-        head = self.head
-        if not _is_int(head.num_classes) or head.num_classes < 0:
-            raise _fail("head.num_classes", f"must be an integer >= 0, got {head.num_classes!r}")
-        if isinstance(head, DenseHeadSpec):
-            if self.task == "cls":
-                raise _fail("head.type", "task 'cls' needs a 'cls' head, got 'dense'")
-            blk = head.block
-            self._check_block_shape(blk, (sum(widths), blk.out_chs, 1), "head.block")
-            return
-        if not isinstance(head, ClsHeadSpec):
-            raise _fail("head", f"must be a DenseHeadSpec or ClsHeadSpec, got {type(head).__name__}")
-        if len(head.incre) != len(widths):
-            raise _fail("head.incre", f"needs one block per branch ({len(widths)}), got {len(head.incre)}")
-        if len(head.down) != len(widths) - 1:
-            raise _fail("head.down", f"needs {len(widths) - 1} blocks (branches - 1), got {len(head.down)}")
-        for i, blk in enumerate(head.incre):
-            self._check_block_shape(blk, (widths[i], blk.out_chs, 1), f"head.incre[{i}]")
-        for i, blk in enumerate(head.down):
-            want = (head.incre[i].out_chs, head.incre[i + 1].out_chs, 2)
-            self._check_block_shape(blk, want, f"head.down[{i}]")
-        if not _is_int(head.final_chs) or head.final_chs < 1:
-            raise _fail("head.final_chs", f"must be a positive integer, got {head.final_chs!r}")
-        if not isinstance(head.dropout, (int, float)) or not 0 <= head.dropout < 1:
-            raise _fail("head.dropout", f"must be in [0, 1), got {head.dropout!r}")
-
-    @staticmethod
-    def _check_block_shape(blk: BlockSpec, want: tuple[int, int, int], path: str) -> None:
-        if not isinstance(blk, BlockSpec):
-            raise _fail(path, f"must be a BlockSpec, got {type(blk).__name__}")
-        blk.validate(path)
-        for name, got, expected in zip(("in", "out", "stride"), (blk.in_chs, blk.out_chs, blk.stride), want):
-            if got != expected:
-                raise _fail(f"{path}.{name}", f"must be {expected} here (the topology fixes it), got {got}")
+        _validate_head(self.head, self.task, in_widths)
 
     # -- serialisation ------------------------------------------------------------------------------------
 
@@ -608,8 +554,6 @@ class Arch:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write JSON to ``path`` atomically (a temporary file renamed into place)."""
-        from ._files import write_atomic
-
         write_atomic(path, self.to_json() + "\n")
 
     @classmethod
@@ -652,25 +596,10 @@ class Arch:
         if not isinstance(entries, Sequence) or len(entries) != len(named):
             n = len(entries) if isinstance(entries, Sequence) else type(entries).__name__
             raise ArchError(f"original architecture: expected {len(named)} block entries for this space, got {n}")
-        new = []
-        for i, ((name, blk), entry) in enumerate(zip(named, entries)):
-            path = f"original[{i}] ({name})"
-            if not isinstance(entry, Sequence) or len(entry) != 6:
-                raise ArchError(f"{path}: expected [out, 1, stride, kernels, channels, expand], got {entry!r}")
-            out, _, stride, kernels, channels, _expand = entry
-            if out != blk.out_chs or stride != blk.stride:
-                raise ArchError(
-                    f"{path}: out/stride {out}/{stride} do not match the space's {blk.out_chs}/{blk.stride}"
-                )
-            if not isinstance(kernels, Sequence) or not isinstance(channels, Sequence):
-                raise ArchError(f"{path}: kernels and channels must be lists, got {kernels!r} and {channels!r}")
-            kept = dict(zip(kernels, channels))
-            if len(kept) != len(kernels) or len(kernels) != len(channels):
-                raise ArchError(f"{path}: kernels {kernels!r} and channels {channels!r} do not pair up")
-            unknown = set(kept) - set(blk.kernels)
-            if unknown:
-                raise ArchError(f"{path}: kernel sizes {sorted(unknown)} are not in the space {list(blk.kernels)}")
-            new.append(blk.replace(channels=tuple(int(kept.get(k, 0)) for k in blk.kernels)))
+        new = [
+            _original_block(blk, entry, f"original[{i}] ({name})")
+            for i, ((name, blk), entry) in enumerate(zip(named, entries))
+        ]
         return self.with_blocks(new)
 
     def to_original_blocks(self) -> list[list[Any]]:
@@ -683,60 +612,132 @@ class Arch:
 
     # -- human-readable -----------------------------------------------------------------------------------
 
-    def summary(self, input_size: tuple[int, int] | int | None = None) -> str:
-        """A readable table of every block (with MACs per block when ``input_size`` is given)."""
-        from .cost import block_macs_table, count_macs, count_params
-
-        blocks = self.named_blocks()
-        macs = block_macs_table(self, input_size) if input_size is not None else None
-        hidden = sum(b.hidden for b in self.blocks())
-        tokens = sum(b.tokens for b in self.blocks())
-        lines = []
-        title = f"HR-NAS {self.task} network" + (f" '{self.name}'" if self.name else "")
-        lines.append(
-            f"{title}: stem {self.stem[0]},{self.stem[1]} | {len(self.stages)} stages | {len(blocks)} blocks | "
-            f"act {self.act} | {hidden} hidden channels | {tokens} tokens"
-        )
-        header = f"  {'block':<26} {'in->out':>9} {'s':>2}  {'kernels:channels':<26} {'tok':>4} {'se':>4}"
-        if macs is not None:
-            header += f" {'MMACs':>9}"
-        lines.append(header)
-        for name, b in blocks:
-            kc = " ".join(f"{k}:{c}" for k, c in b.paths) or "(residual only)"
-            row = f"  {name:<26} {f'{b.in_chs}->{b.out_chs}':>9} {b.stride:>2}  {kc:<26} {b.tokens:>4}"
-            row += f" {b.se_ratio:>4.2g}"
-            if macs is not None:
-                row += f" {macs[name] / 1e6:>9.2f}"
-            lines.append(row)
-        head = self.head
-        if isinstance(head, DenseHeadSpec):
-            lines.append(f"  head: dense, {head.block.out_chs} -> {head.num_classes} classes at stride 4")
-        else:
-            lines.append(
-                f"  head: cls, {head.incre[-1].out_chs} -> {head.final_chs} -> {head.num_classes} classes, "
-                f"dropout {head.dropout:g}"
-            )
-        params = count_params(self)
-        total = f"  total: {params / 1e6:.3f} M params"
-        if input_size is not None:
-            size = _pair(input_size)
-            total += f", {count_macs(self, size) / 1e9:.4f} GMACs at {size[0]}x{size[1]} (paper convention)"
-        lines.append(total)
-        return "\n".join(lines)
+    def table(self, block_macs: Mapping[str, int] | None = None) -> str:
+        """A readable table of every block, with a column of MMACs per block when ``block_macs`` (by block name, as
+        :func:`hrnas.cost.block_macs_table` gives) is passed. :func:`hrnas.summary` adds the costs."""
+        return _table(self, block_macs)
 
     def __str__(self) -> str:
-        return self.summary()
+        return self.table()
+
+
+def _table(arch: Arch, block_macs: Mapping[str, int] | None) -> str:
+    blocks = arch.named_blocks()
+    hidden = sum(b.hidden for b in arch.blocks())
+    tokens = sum(b.tokens for b in arch.blocks())
+    lines = []
+    title = f"HR-NAS {arch.task} network" + (f" '{arch.name}'" if arch.name else "")
+    lines.append(
+        f"{title}: stem {arch.stem[0]},{arch.stem[1]} | {len(arch.stages)} stages | {len(blocks)} blocks | "
+        f"act {arch.act} | {hidden} hidden channels | {tokens} tokens"
+    )
+    header = f"  {'block':<26} {'in->out':>9} {'s':>2}  {'kernels:channels':<26} {'tok':>4} {'se':>4}"
+    if block_macs is not None:
+        header += f" {'MMACs':>9}"
+    lines.append(header)
+    for name, b in blocks:
+        kc = " ".join(f"{k}:{c}" for k, c in b.paths) or "(residual only)"
+        row = f"  {name:<26} {f'{b.in_chs}->{b.out_chs}':>9} {b.stride:>2}  {kc:<26} {b.tokens:>4}"
+        row += f" {b.se_ratio:>4.2g}"
+        if block_macs is not None:
+            row += f" {block_macs[name] / 1e6:>9.2f}"
+        lines.append(row)
+    head = arch.head
+    if isinstance(head, DenseHeadSpec):
+        lines.append(f"  head: dense, {head.block.out_chs} -> {head.num_classes} classes at stride 4")
+    else:
+        lines.append(
+            f"  head: cls, {head.incre[-1].out_chs} -> {head.final_chs} -> {head.num_classes} classes, "
+            f"dropout {head.dropout:g}"
+        )
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Validation of the topology
+
+
+def _validate_stage(stage: StageSpec, in_widths: tuple[int, ...], path: str) -> None:
+    n_in, n_out = len(in_widths), stage.num_branches
+    if n_out < 1 or not all(_is_int(w) and w > 0 for w in stage.widths):
+        raise _fail(f"{path}.widths", f"must be positive channel counts, got {list(stage.widths)!r}")
+    if n_out < n_in:
+        raise _fail(f"{path}.widths", f"a stage cannot drop branches ({n_in} in, {n_out} out)")
+    expected = fuse_sources(n_in, n_out)
+    got = [(e.dst, e.src) for e in stage.fuse]
+    if got != expected:
+        raise _fail(
+            f"{path}.fuse",
+            f"neighbour-only fusion from {n_in} to {n_out} branches needs edges (to, from) {expected} "
+            f"in this order, got {got}",
+        )
+    for i, edge in enumerate(stage.fuse):
+        src_w = in_widths[edge.src] if edge.dst < n_in else stage.widths[edge.src]
+        want = (src_w, stage.widths[edge.dst], 2 if edge.src < edge.dst else 1)
+        _check_block_shape(edge.block, want, f"{path}.fuse[{i}].block")
+    if len(stage.branches) != n_out:
+        raise _fail(f"{path}.branches", f"needs one block list per branch ({n_out}), got {len(stage.branches)}")
+    for b, stack in enumerate(stage.branches):
+        for n, blk in enumerate(stack):
+            w = stage.widths[b]
+            _check_block_shape(blk, (w, w, 1), f"{path}.branches[{b}][{n}]")
+
+
+def _validate_head(head: HeadSpec, task: str, widths: tuple[int, ...]) -> None:
+    if not _is_int(head.num_classes) or head.num_classes < 0:
+        raise _fail("head.num_classes", f"must be an integer >= 0, got {head.num_classes!r}")
+    if isinstance(head, DenseHeadSpec):
+        if task == "cls":
+            raise _fail("head.type", "task 'cls' needs a 'cls' head, got 'dense'")
+        blk = head.block
+        _check_block_shape(blk, (sum(widths), blk.out_chs, 1), "head.block")
+        return
+    if not isinstance(head, ClsHeadSpec):
+        raise _fail("head", f"must be a DenseHeadSpec or ClsHeadSpec, got {type(head).__name__}")
+    if len(head.incre) != len(widths):
+        raise _fail("head.incre", f"needs one block per branch ({len(widths)}), got {len(head.incre)}")
+    if len(head.down) != len(widths) - 1:
+        raise _fail("head.down", f"needs {len(widths) - 1} blocks (branches - 1), got {len(head.down)}")
+    for i, blk in enumerate(head.incre):
+        _check_block_shape(blk, (widths[i], blk.out_chs, 1), f"head.incre[{i}]")
+    for i, blk in enumerate(head.down):
+        want = (head.incre[i].out_chs, head.incre[i + 1].out_chs, 2)
+        _check_block_shape(blk, want, f"head.down[{i}]")
+    if not _is_int(head.final_chs) or head.final_chs < 1:
+        raise _fail("head.final_chs", f"must be a positive integer, got {head.final_chs!r}")
+    if not isinstance(head.dropout, (int, float)) or not 0 <= head.dropout < 1:
+        raise _fail("head.dropout", f"must be in [0, 1), got {head.dropout!r}")
+
+
+def _check_block_shape(blk: BlockSpec, want: tuple[int, int, int], path: str) -> None:
+    if not isinstance(blk, BlockSpec):
+        raise _fail(path, f"must be a BlockSpec, got {type(blk).__name__}")
+    blk.validate(path)
+    for name, got, expected in zip(("in", "out", "stride"), (blk.in_chs, blk.out_chs, blk.stride), want):
+        if got != expected:
+            raise _fail(f"{path}.{name}", f"must be {expected} here (the topology fixes it), got {got}")
+
+
+def _original_block(blk: BlockSpec, entry: Any, path: str) -> BlockSpec:
+    """``blk`` with the kernels and channels of one entry of the original release's format."""
+    if not isinstance(entry, Sequence) or len(entry) != 6:
+        raise ArchError(f"{path}: expected [out, 1, stride, kernels, channels, expand], got {entry!r}")
+    out, _, stride, kernels, channels, _expand = entry
+    if out != blk.out_chs or stride != blk.stride:
+        raise ArchError(f"{path}: out/stride {out}/{stride} do not match the space's {blk.out_chs}/{blk.stride}")
+    if not isinstance(kernels, Sequence) or not isinstance(channels, Sequence):
+        raise ArchError(f"{path}: kernels and channels must be lists, got {kernels!r} and {channels!r}")
+    kept = dict(zip(kernels, channels))
+    if len(kept) != len(kernels) or len(kernels) != len(channels):
+        raise ArchError(f"{path}: kernels {kernels!r} and channels {channels!r} do not pair up")
+    unknown = set(kept) - set(blk.kernels)
+    if unknown:
+        raise ArchError(f"{path}: kernel sizes {sorted(unknown)} are not in the space {list(blk.kernels)}")
+    return blk.replace(channels=tuple(int(kept.get(k, 0)) for k in blk.kernels))
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Parsing helpers: every error names the path of the field.
-
-
-def _pair(size: tuple[int, int] | int) -> tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    h, w = size
-    return int(h), int(w)
 
 
 def _is_int(v: Any) -> bool:

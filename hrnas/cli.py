@@ -69,19 +69,20 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
 
 def _cmd_summary(args: argparse.Namespace) -> int:
     from .catalog import catalog_entry
+    from .cost import summary
 
     # registered names and architecture files need no network built (nor torch): the Arch is enough
     entry = catalog_entry(args.model)
     if entry is not None:
-        print(entry.arch().summary(input_size=tuple(args.input_size or entry.input_size)))
+        print(summary(entry.arch(), input_size=tuple(args.input_size or entry.input_size)))
         return 0
     if args.model.endswith(".json"):
         from .arch import Arch
 
-        print(Arch.load(args.model).summary(input_size=tuple(args.input_size or (224, 224))))
+        print(summary(Arch.load(args.model), input_size=tuple(args.input_size or (224, 224))))
         return 0
     model = _load_model(args.model)
-    print(model.arch.summary(input_size=_input_size(args, model)))
+    print(summary(model.arch, input_size=_input_size(args, model)))
     return 0
 
 

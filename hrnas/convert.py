@@ -28,6 +28,7 @@ unused ``pw_bn`` of blocks without paths are dropped.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -36,7 +37,10 @@ from typing import Any, Optional
 import torch
 
 from .arch import Arch
-from .hub import WeightsError, check_weights, read_weights
+from .archs import retrain_form
+from .hub import WeightsError, check_weights, read_weights, save_pretrained
+from .net import HRNASNet
+from .spaces import get_space
 
 __all__ = ["convert_original", "convert_original_state_dict", "load_original_arch", "original_key_map"]
 
@@ -50,11 +54,6 @@ def load_original_arch(
 ) -> Arch:
     """The ``Arch`` of an architecture JSON written by the original code (a list of 67 entries for classification,
     61 for dense tasks). ``retrain`` gives its retraining form (SE 0.5, Swish, dropout 0.28)."""
-    import json
-
-    from .archs import retrain_form
-    from .spaces import get_space
-
     if not isinstance(entries, (list, tuple)):
         with open(entries) as f:
             entries = json.load(f)
@@ -127,8 +126,6 @@ def original_key_map(arch: Arch, retrain: bool = False) -> dict[str, tuple[str, 
 
     The constant-output buffer of a block without paths maps to ``''`` (it is zero); transformer keys are absent.
     """
-    from .net import HRNASNet
-
     with torch.device("meta"):
         keys = list(HRNASNet(arch).state_dict())
     return _key_map(arch, keys, retrain)
@@ -193,8 +190,6 @@ def convert_original_state_dict(
 
     Raises :class:`hrnas.WeightsError` naming the first key that is missing or left over.
     """
-    from .net import HRNASNet
-
     orig = _unwrap(state)
     if retrain is None:
         retrain = any(".expand_conv." in k for k in orig)
@@ -247,9 +242,6 @@ def convert_original(
 ) -> str:
     """Convert an original HR-NAS checkpoint (``weights``: .pth/.pt/.state_dict holding tensors only, read with
     ``torch.load(weights_only=True)``) and its architecture JSON into an hrnas model directory."""
-    from .hub import save_pretrained
-    from .net import HRNASNet
-
     raw = _unwrap(read_weights(weights))
     retrain = any(".expand_conv." in k for k in raw)
     arch = load_original_arch(arch_json, task, space, num_classes, retrain=retrain)

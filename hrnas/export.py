@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from ._files import atomic_path
+from .deploy import deploy
+from .zoo import create_model
 
 __all__ = ["FORMATS", "export", "verify_onnx"]
 
@@ -63,14 +65,10 @@ def export(
         The path written.
     """
     if isinstance(model, (str, os.PathLike)):
-        from .zoo import create_model
-
         model = create_model(os.fspath(model))
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     if deploy_first and not getattr(model, "deployed", False):
-        from .deploy import deploy
-
         model = deploy(model, input_size=input_size, channels_last=False, tune=False, cache_path=None)
     model = model.eval()
     x = _example(model, input_size, batch_size)

@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 from timm.models import PretrainedCfg
 
 from ._files import write_atomic
+from .cost import summary
 
 __all__ = [
     "CONFIG_NAME",
@@ -119,7 +120,7 @@ def _default_card(model: torch.nn.Module) -> str:
     return (
         f"# HR-NAS {arch.task} network\n\n"
         "Load with:\n\n```python\nimport hrnas\nmodel = hrnas.create_model('path/to/this/directory')\n```\n\n"
-        f"Architecture:\n\n```\n{arch.summary()}\n```\n"
+        f"Architecture:\n\n```\n{summary(arch)}\n```\n"
     )
 
 
@@ -229,14 +230,6 @@ def load_pretrained(directory: str | os.PathLike, **kwargs: Any) -> torch.nn.Mod
     reference = timm.create_model(arch_name, **model_args)
     check_weights(reference, read_weights(weights), source=weights)
     return timm.create_model(f"local-dir:{os.path.abspath(directory)}", pretrained=True, **kwargs)
-
-
-def copy_model_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Copy the model files (config, weights, card) of one directory into another."""
-    os.makedirs(dst, exist_ok=True)
-    for name in (CONFIG_NAME, WEIGHTS_NAME, "README.md"):
-        if os.path.exists(os.path.join(src, name)):
-            shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ from ._files import write_atomic
 from ._measure import cache_dir, device_key, median_time
 from .arch import Arch, BlockSpec
 from .cost import block_input_sizes
+from .layers import MixedKernelBlock
+from .net import HRNASNet
 
 __all__ = [
     "BlockLatency",
@@ -237,8 +239,6 @@ class LatencyTable:
         """
         if self.reference is None:
             raise ValueError("this latency table keeps no reference network (built by an older hrnas); build it again")
-        from .net import HRNASNet
-
         state = torch.random.get_rng_state()
         torch.manual_seed(0)  # the reference's weights do not matter to its speed; keep the caller's RNG untouched
         ref = HRNASNet(Arch.from_dict(self.reference["arch"]))
@@ -307,9 +307,6 @@ class LatencyTable:
         ``time_block(spec, input_hw)`` and ``time_network(arch)`` (microseconds) replace the measurements, for tests
         and for other timers.
         """
-        from .layers import MixedKernelBlock
-        from .net import HRNASNet
-
         device = torch.device(device)
         input_size = (int(input_size[0]), int(input_size[1]))
         hw_of = block_input_sizes(supernet, input_size)

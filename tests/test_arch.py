@@ -172,12 +172,13 @@ def test_with_blocks_and_mapping():
 
 def test_summary_is_readable():
     arch = hrnas.released_cls_arch("retrain")
-    text = arch.summary(input_size=224)
+    text = hrnas.summary(arch, input_size=224)
     assert "HR-NAS cls network 'hrnas_released_cls'" in text
     assert "stages.2.fuse.0.1" in text and "3:3 7:1" in text
-    assert "(residual only)" in text
+    assert "(residual only)" in text and "MMACs" in text
     assert "4.600 M params" in text and "0.2599 GMACs at 224x224" in text
-    assert str(arch) == arch.summary()
+    assert str(arch) == arch.table() and hrnas.summary(arch).startswith(str(arch))
+    assert "4.600 M params" in hrnas.summary(arch) and "MMACs" not in hrnas.summary(arch)
 
 
 def test_get_space_unknown_suggests():

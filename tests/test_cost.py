@@ -5,7 +5,16 @@ import torch
 from helpers import tiny_arch
 
 import hrnas
-from hrnas.cost import block_macs_table
+from hrnas.cost import (
+    block_macs,
+    block_macs_table,
+    block_params,
+    channel_macs,
+    channel_params,
+    token_macs,
+    token_params,
+)
+from hrnas.search.units import block_costs
 
 MODELS = [m for m in hrnas.list_models() if m != "hrnas_custom"]
 
@@ -63,3 +72,31 @@ def test_batch_size_scales_macs():
     one = hrnas.profile(model, 32)
     assert hrnas.profile(model, 32, batch_size=3).macs == 3 * one.macs
     assert torch.is_grad_enabled()
+
+
+def _unit_specs():
+    """Blocks of every kind the search meets: identity residual with tokens, strided, with SE, uneven widths."""
+    yield hrnas.BlockSpec(12, 12, 1, (3, 5, 7), (6, 4, 3), tokens=5)
+    yield hrnas.BlockSpec(8, 16, 2, (3, 5, 7), (5, 2, 2), se_ratio=0.5, act="swish")
+    yield hrnas.BlockSpec(18, 36, 2, (3, 7), (2, 9), tokens=3, se_ratio=0.25)
+    yield hrnas.BlockSpec(10, 6, 1, (5,), (4,))
+
+
+@pytest.mark.parametrize("spec", list(_unit_specs()))
+@pytest.mark.parametrize("hw", [(9, 13), (16, 16)])
+def test_unit_costs_are_whole_block_differences(spec, hw):
+
+    for i, ((k, _), macs, params) in enumerate(zip(spec.paths, channel_macs(spec, hw), channel_params(spec))):
+        fewer = spec.replace(channels=tuple(n - (kk == k) for kk, n in zip(spec.kernels, spec.channels)))
+        assert block_macs(spec, hw) - block_macs(fewer, hw) == macs, (i, k)
+        if fewer.hidden:  # the last channel also takes the projection's BatchNorm (and the SE's bias) with it
+            assert block_params(spec) - block_params(fewer) == params, (i, k)
+    linear, quad = token_macs(spec.in_chs, spec.out_chs)
+    p_linear, p_quad = token_params(spec.in_chs, spec.out_chs)
+    costs = block_costs(spec, hw, "macs")  # the search's per-unit costs are these numbers
+    assert costs.channel == channel_macs(spec, hw) and block_costs(spec, hw, "params").channel == channel_params(spec)
+    for n in range(1, spec.tokens + 1):
+        with_n, without = spec.replace(tokens=n), spec.replace(tokens=n - 1)
+        assert block_macs(with_n, hw) - block_macs(without, hw) == linear + quad * (2 * n - 1) == costs.token(n)
+        if n > 1:  # the last token also takes the encoder and decoder with it
+            assert block_params(with_n) - block_params(without) == p_linear + p_quad * (2 * n - 1)

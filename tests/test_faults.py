@@ -132,7 +132,7 @@ def test_non_finite_gradients_stop_before_touching_the_weights(scenes, tmp_path)
                      **SMALL)  # fmt: skip
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["step"] == 6
-    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert all(torch.isfinite(v).all() for v in state["trainer"]["model"].values() if v.is_floating_point())
 
 
 def test_non_finite_gradients_can_be_skipped(scenes):

@@ -181,7 +181,7 @@ def test_latency_budgeted_search_ends_inside_the_budget():
     small = dict(steps=18, batch_size=8, shrink_every=3, eval_every=9, calib_batches=1, progress=False)
     torch.manual_seed(0)
     res = hrnas.search(
-        supernet, *scenes, latency_ms=target, latency_model=table, input_size=SIZE, latency_feedback=False, **small
+        supernet, *scenes, latency_ms=target, latency_table=table, input_size=SIZE, latency_feedback=False, **small
     )
     assert 0.95 * target <= table.predict(res.arch) <= target  # a latency budget's band
     assert res.history[-1]["cost"] == round(1e3 * table.predict(res.arch))
@@ -223,7 +223,7 @@ def test_measured_latency_feedback_puts_the_found_network_on_the_budget(monkeypa
         supernet,
         *scenes,
         latency_ms=target,
-        latency_model=table,
+        latency_table=table,
         input_size=SIZE,
         latency_feedback=True,
         output_dir=str(tmp_path),
@@ -232,7 +232,7 @@ def test_measured_latency_feedback_puts_the_found_network_on_the_budget(monkeypa
     # networks are timed again at later checks (a rejected cut leaves the network in place), and their readings are
     # pooled: every check records the median of its network's readings so far, so a low one alone does not decide
     assert any(timed.count(arch) >= 2 for arch in timed)
-    checks = load_checkpoint(tmp_path / "checkpoint.pt")["latency_checks"]
+    checks = load_checkpoint(tmp_path / "checkpoint.pt")["feedback"]["checks"]
     assert len(checks) == len(timed)
     for i, check in enumerate(checks):
         readings = [c["reading_ms"] for c in checks[: i + 1] if c["arch"] == check["arch"]]
@@ -247,7 +247,7 @@ def test_measured_latency_feedback_puts_the_found_network_on_the_budget(monkeypa
     assert table.predict(res.arch) > 1.05 * target
     # the checkpoint keeps the measurements: resuming the finished run times nothing and reports the same
     n = len(timed)
-    again = hrnas.search(supernet, *scenes, latency_model=table, resume=str(tmp_path), progress=False)
+    again = hrnas.search(supernet, *scenes, latency_table=table, resume=str(tmp_path), progress=False)
     assert len(timed) == n and again.measured_latency_ms == res.measured_latency_ms and again.arch == res.arch
 
 
@@ -264,7 +264,7 @@ def test_a_table_from_another_device_is_not_corrected_by_timing_here(monkeypatch
     scenes = FashionMNISTScenes("train", 32, canvas=32, seed=3), None
     small = dict(steps=6, batch_size=8, shrink_every=2, calib_batches=1, progress=False, latency_feedback=True)
     with pytest.warns(UserWarning, match="the latency table was measured on 'cuda:Some GPU"):
-        res = hrnas.search(supernet, *scenes, latency_ms=target, latency_model=table, input_size=SIZE, **small)
+        res = hrnas.search(supernet, *scenes, latency_ms=target, latency_table=table, input_size=SIZE, **small)
     assert res.measured_latency_ms is None and 0.95 * target - 5e-4 <= table.predict(res.arch) <= target
 
 
@@ -275,9 +275,9 @@ def test_latency_budget_errors():
     with pytest.raises(ValueError, match="give one of budget= \\(MACs\\), params= or latency_ms=, not budget and"):
         hrnas.search(supernet, *scenes, budget="1M", latency_ms=5.0, input_size=SIZE)
     with pytest.raises(ValueError, match="the latency table was measured at 32x32, the budget is at 64x64"):
-        hrnas.search(supernet, *scenes, latency_ms=5.0, latency_model=table, input_size=(64, 64))
+        hrnas.search(supernet, *scenes, latency_ms=5.0, latency_table=table, input_size=(64, 64))
     with pytest.raises(ValueError, match="us of predicted latency at 32x32 is unreachable"):
-        hrnas.search(supernet, *scenes, latency_ms=1e-3, latency_model=table, input_size=SIZE, batch_size=8)
+        hrnas.search(supernet, *scenes, latency_ms=1e-3, latency_table=table, input_size=SIZE, batch_size=8)
 
 
 def test_search_measures_or_reuses_the_table_by_itself(tmp_path, monkeypatch):
@@ -312,7 +312,7 @@ def test_an_erratic_device_still_reports_the_final_networks_measured_latency(mon
     small = dict(steps=12, batch_size=8, shrink_every=3, calib_batches=1, progress=False, latency_feedback=True)
     torch.manual_seed(0)
     res = hrnas.search(
-        supernet, *scenes, latency_ms=0.5 * table.predict(supernet.arch), latency_model=table, input_size=SIZE, **small
+        supernet, *scenes, latency_ms=0.5 * table.predict(supernet.arch), latency_table=table, input_size=SIZE, **small
     )
     mine = [erratic_ms for arch, erratic_ms in zip(timed, readings) if arch == res.arch]
     assert mine and res.measured_latency_ms == pytest.approx(statistics.median(mine), abs=1e-4)

@@ -181,7 +181,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(scenes, tmp_path):
         hrnas.search(supernet, *scenes, loss=loss, input_size=(32, 32), output_dir=str(tmp_path), **settings)
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["step"] == 12
-    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert all(torch.isfinite(v).all() for v in state["trainer"]["model"].values() if v.is_floating_point())
     # skipping instead of stopping
     calls["n"] = 0
     res = hrnas.search(supernet, *scenes, loss=loss, input_size=(32, 32), on_nan="skip", **SMALL)

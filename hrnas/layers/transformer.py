@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..arch import TRANSFORMER_FFN, TRANSFORMER_GRID
+
 __all__ = ["LightweightTransformer", "TokenAttention", "coordinate_channels"]
 
 
@@ -122,8 +124,8 @@ class LightweightTransformer(nn.Module):
         in_chs: int,
         out_chs: int,
         tokens: int,
-        grid: int = 8,
-        ffn_dim: int = 64,
+        grid: int = TRANSFORMER_GRID,
+        ffn_dim: int = TRANSFORMER_FFN,
         num_heads: int = 1,
         drop: float = 0.1,
     ) -> None:

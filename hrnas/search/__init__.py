@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 _EXPORTS = {
     "Metric": "tasks",
     "SearchConfig": "config",
-    "SearchError": "loop",
+    "SearchError": "errors",
     "SearchResult": "result",
     "Task": "tasks",
     "create_supernet": "supernet",
@@ -43,7 +43,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .config import SearchConfig
-    from .loop import SearchError, search
+    from .errors import SearchError
+    from .loop import search
     from .result import SearchResult
     from .supernet import create_supernet
     from .tasks import Metric, Task, get_task

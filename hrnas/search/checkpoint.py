@@ -1,5 +1,10 @@
 """Atomic, verified checkpoints for resumable searches.
 
+A search checkpoint is ``{"version": CHECKPOINT_VERSION, "arch", "config", "step", "rng", and one entry per
+component: "trainer", "penalty", "controller", "feedback", "recorder"}``, each component's ``state_dict()``;
+:func:`write_search_checkpoint` and :func:`read_search_checkpoint` are the only writer and reader of that layout
+(a checkpoint of hrnas 0.1 before issue 18, flat and without a version, is read as version 2).
+
 A checkpoint file is a one-line header (a magic string and the SHA-256 of the payload) followed by a
 ``torch.save`` payload that holds only tensors and plain Python values. It is written to a temporary file,
 flushed to disk and renamed over the previous checkpoint, so a run killed at any moment leaves either the old or
@@ -12,15 +17,31 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import random
+import shutil
 from typing import Any
 
 import torch
 
-from .._files import write_atomic
+from .._files import is_temporary, write_atomic
 
-__all__ = ["CheckpointError", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_NAME",
+    "CHECKPOINT_VERSION",
+    "CheckpointError",
+    "clean_run_directory",
+    "load_checkpoint",
+    "read_search_checkpoint",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+    "write_search_checkpoint",
+]
 
 MAGIC = b"HRNAS-CHECKPOINT-1 sha256="
+CHECKPOINT_NAME = "checkpoint.pt"  # in a run's output directory
+CHECKPOINT_VERSION = 2
+COMPONENTS = ("trainer", "penalty", "controller", "feedback", "recorder")
 
 
 class CheckpointError(RuntimeError):
@@ -58,3 +79,76 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(
             f"{path!r} holds objects other than tensors and plain values; refusing to load: {e}"
         ) from None
+
+
+def write_search_checkpoint(path: str | os.PathLike, **parts: Any) -> None:
+    """Write a search checkpoint: ``arch``, ``config``, ``step``, ``rng`` and every component's state."""
+    missing = {"arch", "config", "step", "rng", *COMPONENTS} - set(parts)
+    if missing:
+        raise ValueError(f"a search checkpoint needs {sorted(missing)}")
+    save_checkpoint({"version": CHECKPOINT_VERSION, **parts}, path)
+
+
+def read_search_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a search checkpoint: ``path`` or, for a run's directory, its ``checkpoint.pt`` (verified; an older
+    layout is brought to this version's)."""
+    if os.path.isdir(path):
+        path = os.path.join(path, CHECKPOINT_NAME)
+    state = load_checkpoint(path)
+    if "version" not in state:
+        state = _from_version_1(state)
+    if state["version"] != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{os.fspath(path)!r} is a version {state['version']!r} search checkpoint; this hrnas reads version "
+            f"{CHECKPOINT_VERSION} (upgrade hrnas to resume it)"
+        )
+    return state
+
+
+def _from_version_1(old: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint of hrnas before the search was split into components (one flat dict) in version 2's layout;
+    fields that early versions did not write get the values those versions assumed."""
+    checks = [{"arch": None, **c} for c in old.get("latency_checks", [])]
+    family = [{"measured_latency_ms": None, **m} for m in old.get("family", [])]
+    return {
+        "version": 2,
+        "arch": old["arch"],
+        "config": old["config"],
+        "step": old["step"],
+        "rng": old["rng"],
+        "trainer": {"model": old["model"], "optimizer": old["optimizer"], "ema": old["ema"], "scaler": {}},
+        "penalty": {"normalizer": old["normalizer"]},
+        "controller": old["controller"],
+        "feedback": {
+            "correction": old.get("latency_correction", 1.0),
+            "checks": checks,
+            "measured_arch": old.get("latency_measured_arch"),
+        },
+        "recorder": {"history": old["history"], "family": family, "skipped": old["skipped"]},
+    }
+
+
+def rng_state() -> dict[str, Any]:
+    """The random states a resumed run must continue from (torch's, Python's, and CUDA's where there is one)."""
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]), "python_pos": random.getstate()[2]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), state["python_pos"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def clean_run_directory(directory: str | os.PathLike) -> None:
+    """Make ``directory``, or remove the temporary files a run killed while writing left in it (the checkpoint
+    itself is always whole)."""
+    os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if is_temporary(name):
+            path = os.path.join(directory, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)

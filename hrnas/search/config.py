@@ -8,9 +8,14 @@ gates); the optimizer and schedule defaults suit runs of a few epochs.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Tuple, Union
+
+from .._files import write_atomic
+from .._size import pair
 
 __all__ = ["SearchConfig", "PAPER_RHO"]
 
@@ -39,8 +44,10 @@ class SearchConfig:
         family_recovery: with a list of budgets (``budget=['2.2G', '1.4G', '0.8G']``, or of ``params`` or
             ``latency_ms``), one run returns a model per budget (``SearchResult.family``): the cost stops at each
             budget for this fraction of the run, so that the network recovers, then that member is taken.
-        latency_table: path of a latency table JSON (``hrnas latency-table``); default: measured now for the
-            supernet's space, or taken from the cache of an earlier measurement on this device.
+        latency_table: the latency table of ``latency_ms`` budgets: a :class:`hrnas.LatencyTable` (or its
+            ``to_dict()``), or the path of one's JSON file (``hrnas latency-table``); default: measured now for the
+            supernet's space, or taken from the cache of an earlier measurement on this device. A table given as an
+            object is saved with the run's settings (as its dict), so that ``config.yaml`` and resuming use it too.
         input_size: ``(height, width)`` the cost is counted at (default: the space's reference resolution).
         cost_num_classes: classifier width the budget is stated for (default: the network's own).
 
@@ -89,7 +96,7 @@ class SearchConfig:
     budget: Optional[Any] = None
     params: Optional[Any] = None
     latency_ms: Optional[float] = None
-    latency_table: Optional[str] = None
+    latency_table: Optional[Union[str, Mapping[str, Any], Any]] = None  # a path, a LatencyTable or its dict
     latency_feedback: bool = False
     family_recovery: float = 0.05
     input_size: Optional[Tuple[int, int]] = None
@@ -175,14 +182,18 @@ class SearchConfig:
                 f"need 0 <= hold < reach <= 1 (fractions of the run), got hold={self.hold}, reach={self.reach}"
             )
         if self.input_size is not None:
-            self.input_size = _pair(self.input_size)
+            self.input_size = pair(self.input_size)
         self.betas = tuple(self.betas)
+        table = self.latency_table
+        if isinstance(table, os.PathLike):
+            self.latency_table = os.fspath(table)
+        elif not (table is None or isinstance(table, (str, Mapping)) or hasattr(table, "to_dict")):
+            # a LatencyTable is recognised by its to_dict(): importing hrnas.latency here would load torch
+            raise TypeError(f"latency_table must be a LatencyTable or a path, got {type(table).__name__}")
 
     def replace(self, **changes: Any) -> SearchConfig:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
-            import difflib
-
             names = [f.name for f in dataclasses.fields(self)]
             hints = {u: difflib.get_close_matches(u, names, n=1) for u in unknown}
             text = ", ".join(f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for u, h in hints.items())
@@ -190,15 +201,34 @@ class SearchConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
+        """Plain values only (a latency table as its dict), for ``config.yaml`` and checkpoints."""
+        table = self.latency_table
+        d = dataclasses.asdict(self.replace(latency_table=None))  # asdict would take a table apart, unversioned
+        d["latency_table"] = table.to_dict() if hasattr(table, "to_dict") else table
         d["input_size"] = list(self.input_size) if self.input_size else None
         d["betas"] = list(self.betas)
         return d
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SearchConfig:
+        """Settings from :meth:`to_dict`'s output (a run's ``config.yaml``, a checkpoint's); unnamed fields keep their
+        defaults."""
+        return cls().replace(**data)
+
+    def resumed_from(self, saved: Mapping[str, Any]) -> SearchConfig:
+        """The settings of a resumed run: the ``saved`` run's, except what this call decides: ``resume``,
+        ``progress``, ``device``, and, where this call sets them, ``output_dir`` and ``latency_table``."""
+        run = SearchConfig.from_dict(saved)
+        return run.replace(
+            resume=self.resume,
+            output_dir=self.output_dir or run.output_dir,
+            progress=self.progress,
+            device=self.device,
+            latency_table=self.latency_table if self.latency_table is not None else run.latency_table,
+        )
+
     def save_yaml(self, path: str | os.PathLike) -> None:
         import yaml
-
-        from .._files import write_atomic
 
         write_atomic(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
@@ -210,11 +240,4 @@ class SearchConfig:
             data = yaml.safe_load(f) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{os.fspath(path)}: expected a mapping of search settings")
-        return cls().replace(**data)
-
-
-def _pair(size: Any) -> Tuple[int, int]:
-    if isinstance(size, int):
-        return size, size
-    h, w = size
-    return int(h), int(w)
+        return cls.from_dict(data)

@@ -95,11 +95,10 @@ def build_data(spec: DataSpec):
 
 
 # The CPU demo: the small seg space with transformers, Fashion-MNIST scenes at 64x64, a budget of a fifth of the
-# supernet's MACs; about 10 minutes on 2 cores.
+# supernet's MACs (the command line's --budget-fraction); about 10 minutes on 2 cores.
 DEMO: dict[str, Any] = {
     "supernet": SupernetSpec(task="seg", space="seg_tiny", transformers=True),
     "data": DataSpec(name="fmnist-scenes", image_size=64, train_size=6000, val_size=1000),
-    "budget_fraction": 0.2,
     "search": dict(epochs=5.0, batch_size=32, lr=0.1, output_dir="runs/demo"),
 }
 
@@ -109,6 +108,5 @@ def demo_settings() -> dict[str, Any]:
     return {
         "supernet": SupernetSpec(**asdict(DEMO["supernet"])),
         "data": DataSpec(**asdict(DEMO["data"])),
-        "budget_fraction": DEMO["budget_fraction"],
         "search": dict(DEMO["search"]),
     }

@@ -1,4 +1,4 @@
-"""``SearchResult``: what a search returns, and how it is saved."""
+"""``SearchResult``: what a search returns, how it is saved, and how a run builds its results (:class:`RunInfo`)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from typing import Any, Optional
 
 from .._files import write_atomic
 from ..arch import Arch
-from ..cost import count_macs, count_params
+from ..cost import count_macs, count_params, summary
+from ..hub import load_pretrained, save_pretrained
 from ..net import HRNASNet
+from .plots import plot_arch, plot_history
 
-__all__ = ["SearchResult", "budget_label"]
+__all__ = ["RunInfo", "SearchResult", "budget_label"]
 
 
 def budget_label(budget: float, kind: str) -> str:
@@ -70,7 +72,7 @@ class SearchResult:
         in_chans = self.model.in_chans
         macs0 = count_macs(self.supernet_arch.with_num_classes(self.arch.num_classes), self.input_size, in_chans)
         params0 = count_params(self.supernet_arch.with_num_classes(self.arch.num_classes), in_chans)
-        lines = [self.arch.summary(input_size=self.input_size), ""]
+        lines = [summary(self.arch, input_size=self.input_size), ""]
         lines.append(f"supernet: {macs0 / 1e6:10.2f} MMACs {params0 / 1e6:8.3f} M params  (at {h}x{w})")
         lines.append(
             f"searched: {self.macs / 1e6:10.2f} MMACs {self.params / 1e6:8.3f} M params  "
@@ -102,9 +104,6 @@ class SearchResult:
 
         ``hrnas.create_model(directory)`` loads the model back.
         """
-        from ..hub import save_pretrained
-        from .plots import plot_arch, plot_history
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_pretrained(self.model, directory, model_card=self._card())
@@ -124,4 +123,59 @@ class SearchResult:
             "```python\nimport hrnas\nmodel = hrnas.create_model('path/to/this/directory')\n```\n\n"
             f"```\n{self.summary()}\n```\n\n"
             "`config.yaml` holds every setting of the search; `hrnas search --config config.yaml` repeats it.\n"
+        )
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What every result of one run shares; :meth:`result` is the one place a run builds a :class:`SearchResult`."""
+
+    metric_name: str
+    input_size: tuple[int, int]
+    in_chans: int
+    budget_kind: str
+    supernet_arch: Arch
+    config: Any = field(repr=False, default=None)
+
+    def result(
+        self,
+        arch: Arch,
+        model: HRNASNet,
+        history: list[dict],
+        metric: Optional[float],
+        budget: Optional[int],
+        cost: Optional[int],
+        measured_latency_ms: Optional[float],
+    ) -> SearchResult:
+        """The result for the network ``arch`` (trained weights in ``model``), with its costs counted."""
+        return SearchResult(
+            arch=arch,
+            model=model,
+            history=history,
+            metric=metric,
+            metric_name=self.metric_name,
+            macs=count_macs(arch, self.input_size, self.in_chans),
+            params=count_params(arch, self.in_chans),
+            input_size=self.input_size,
+            budget=budget,
+            budget_kind=self.budget_kind,
+            supernet_arch=self.supernet_arch,
+            config=self.config,
+            cost=cost,
+            measured_latency_ms=measured_latency_ms,
+        )
+
+    def load_member(self, entry: dict) -> SearchResult:
+        """A family member taken before the run was resumed, read back from the directory it was saved to."""
+        directory = entry["directory"]
+        with open(os.path.join(directory, "history.jsonl")) as f:
+            history = [json.loads(line) for line in f]
+        return self.result(
+            Arch.load(os.path.join(directory, "arch.json")),
+            load_pretrained(directory).eval(),
+            history,
+            entry["metric"],
+            entry["budget"],
+            entry["cost"],
+            entry["measured_latency_ms"],
         )

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..arch import Arch, BlockSpec
+from ..layers.transformer import LightweightTransformer
 
 __all__ = ["BlockKeep", "ShrinkPlan", "plan_shrink", "shrink_model", "shrink_optimizer_state"]
 
@@ -123,8 +124,6 @@ def _apply_fold(fold: _Fold, old: Dict[str, torch.Tensor], new: Dict[str, torch.
 
 @torch.no_grad()
 def _apply_transformer_fold(fold: _TransformerFold, old: Dict[str, torch.Tensor], new: Dict[str, torch.Tensor]) -> None:
-    from ..layers.transformer import LightweightTransformer
-
     prefix = f"{fold.name}.transformer."
     sub = {k[len(prefix) :]: v for k, v in old.items() if k.startswith(prefix)}
     if not sub:

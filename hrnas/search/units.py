@@ -4,7 +4,8 @@ A *unit* is one hidden (depthwise) channel of a block or one token of a block's 
 ``|gamma|`` of the BatchNorm that gates it (its path's ``bn2`` for channels, ``transformer.input_norm`` for tokens).
 
 Each unit has a cost: the MACs (or parameters) that disappear with it, computed from the ``Arch`` at the cost
-resolution. A channel of kernel ``k`` in a block with input ``h x w`` and output ``ho x wo`` costs
+resolution by :mod:`hrnas.cost` (:func:`~hrnas.cost.channel_macs`, :func:`~hrnas.cost.token_macs` and their
+parameter counterparts). A channel of kernel ``k`` in a block with input ``h x w`` and output ``ho x wo`` costs
 ``in*h*w + k*k*ho*wo + out*ho*wo`` MACs (its expand row, depthwise filter and project column). A token costs its
 share of the projections and of the attention/feed-forward matmuls plus the marginal quadratic attention term
 ``q * (2L - 1)`` at ``L`` live tokens. The penalty of a unit is its cost divided by the mean cost over all units of
@@ -13,13 +14,20 @@ the supernet (a channel-weighted mean of 1), fixed at the start of the search as
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from ..arch import Arch, BlockSpec
-from ..cost import TOKEN_DIM, TOKEN_FFN, block_input_sizes, count_macs, count_params
+from ..cost import (
+    block_input_sizes,
+    channel_macs,
+    channel_params,
+    count_macs,
+    count_params,
+    token_macs,
+    token_params,
+)
 
 __all__ = ["BlockCosts", "CostModel", "block_costs"]
 
@@ -43,18 +51,13 @@ class BlockCosts:
 
 
 def block_costs(spec: BlockSpec, input_hw: tuple[int, int], metric: str = "macs") -> BlockCosts:
-    """Unit costs of ``spec`` whose input has ``input_hw`` pixels."""
-    h, w = input_hw
-    ho, wo = math.ceil(h / spec.stride), math.ceil(w / spec.stride)
-    r = spec.se_chs
+    """Unit costs of ``spec`` whose input has ``input_hw`` pixels (:mod:`hrnas.cost`'s per-unit counts)."""
     if metric == "macs":
-        channel = tuple(spec.in_chs * h * w + k * k * ho * wo + spec.out_chs * ho * wo + 2 * r for k, _ in spec.paths)
-        linear = TOKEN_DIM * (spec.in_chs + 2 + spec.out_chs) + 2 * (4 * TOKEN_DIM**2 + 2 * TOKEN_DIM * TOKEN_FFN)
-        quad = 4 * TOKEN_DIM  # encoder and decoder: 2 * L^2 * d each
+        channel = channel_macs(spec, input_hw)
+        linear, quad = token_macs(spec.in_chs, spec.out_chs)
     elif metric == "params":
-        channel = tuple(spec.in_chs + k * k + spec.out_chs + 4 + (2 * r + 1 if r else 0) for k, _ in spec.paths)
-        linear = spec.in_chs + 2 + 2 + TOKEN_DIM + spec.out_chs
-        quad = 0
+        channel = channel_params(spec)
+        linear, quad = token_params(spec.in_chs, spec.out_chs)
     else:
         raise ValueError(f"cost metric must be one of {COST_METRICS}, got {metric!r}")
     return BlockCosts(channel=tuple(float(c) for c in channel), token_linear=float(linear), token_quad=float(quad))

@@ -1,0 +1,209 @@
+"""Planning a run: everything about a search that follows from its settings and a few numbers, before training.
+
+:func:`plan_run` is a pure function of the :class:`SearchConfig`, the number of steps in an epoch and the costs of
+the supernet; the :class:`RunPlan` it returns holds the run's length, how often it shrinks, evaluates and
+checkpoints, its learning-rate schedule, its budgets, and how rho is steered (the budget controller, or the paper's
+ramp). Nothing is trained, measured or written.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from .budget import BudgetController, RhoRamp, parse_amount
+from .config import PAPER_RHO, SearchConfig
+
+__all__ = ["LATENCY_BAND", "RunPlan", "cost_input_size", "plan_run", "step_seed"]
+
+# A latency budget's end point is centred higher in a narrower band than a MACs budget's ([0.9, 1.0]): the cost is
+# a measurement, and its scatter between moments (5-10 % on a shared CPU, even side by side with the table's
+# reference network: benchmarks/results/latency_model.md) decides on which side of the band a network lands when
+# measured again; MACs are exact.
+LATENCY_BAND = dict(goal=0.975, lower=0.95)
+
+# shrink checks in a run, unless shrink_every says otherwise; evaluations: eval_every, default 8 per run
+SHRINK_CHECKS = 40
+EVALUATIONS = 8
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The schedule of one run (see :func:`plan_run`).
+
+    Attributes:
+        total_steps, steps_per_epoch: the run's length and the steps in one pass over the training data.
+        shrink_every, eval_every, checkpoint_every: steps between shrink checks, evaluations and checkpoints.
+        lr, lr_schedule, lr_warmup_steps: the learning rate's peak, its schedule and its linear warm-up.
+        metric: what the budgets count (``'macs'``, ``'params'`` or ``'latency'``, microseconds).
+        start_cost: the supernet's cost.
+        budgets: the budgets, largest first (the last is the run's own); empty in paper mode.
+        rho: budget mode: the controller's starting rho; paper mode: the ramp's rho_max.
+        rho_scale: budget mode: rho's natural scale, which bounds the controller to ``[1e-3, 10] x`` it.
+        rho_warmup_steps: paper mode: the ramp's length.
+        reach, hold, recovery: budget mode: the trajectory's timing (:class:`BudgetController`).
+        min_shrink: paper mode: the least cost a shrink check removes at once.
+    """
+
+    total_steps: int
+    steps_per_epoch: int
+    shrink_every: int
+    eval_every: int
+    checkpoint_every: int
+    lr: float
+    lr_schedule: str
+    lr_warmup_steps: int
+    metric: str
+    start_cost: int
+    budgets: tuple[int, ...]
+    rho: float
+    rho_scale: Optional[float]
+    rho_warmup_steps: int
+    reach: float
+    hold: float
+    recovery: int
+    min_shrink: float
+
+    @property
+    def budget(self) -> Optional[int]:
+        """The run's budget (the smallest of a family's), ``None`` in paper mode."""
+        return self.budgets[-1] if self.budgets else None
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of ``step``: linear warm-up, then cosine or constant."""
+        if step < self.lr_warmup_steps:
+            return self.lr * (step + 1) / self.lr_warmup_steps
+        if self.lr_schedule == "constant":
+            return self.lr
+        t = (step - self.lr_warmup_steps) / max(1, self.total_steps - self.lr_warmup_steps)
+        return 0.5 * self.lr * (1 + math.cos(math.pi * t))
+
+    def controller(self) -> Optional[BudgetController]:
+        """A new budget controller at the start of the run (budget mode), or ``None`` (paper mode)."""
+        if not self.budgets:
+            return None
+        return BudgetController(
+            self.budgets[-1],
+            self.start_cost,
+            self.total_steps,
+            self.rho,
+            reach=self.reach,
+            hold=self.hold,
+            rho_min=1e-3 * self.rho_scale,
+            rho_max=10 * self.rho_scale,
+            family=list(self.budgets) if len(self.budgets) > 1 else None,
+            recovery=self.recovery,
+            **(LATENCY_BAND if self.metric == "latency" else {}),
+        )
+
+    def ramp(self) -> Optional[RhoRamp]:
+        """The paper's rho ramp (paper mode), or ``None`` (budget mode)."""
+        return None if self.budgets else RhoRamp(self.rho, self.rho_warmup_steps)
+
+
+def plan_run(
+    cfg: SearchConfig,
+    steps_per_epoch: int,
+    *,
+    task: str,
+    metric: str,
+    start_cost: int,
+    fixed_cost: int,
+    input_size: tuple[int, int],
+) -> RunPlan:
+    """The plan of a run with settings ``cfg``.
+
+    Args:
+        cfg: the run's settings.
+        steps_per_epoch: steps in one pass over the training data (per process).
+        task: ``'seg'``, ``'pose'`` or ``'cls'`` (paper mode's default rho).
+        metric: the cost model's metric (``'macs'``, ``'params'`` or ``'latency'``).
+        start_cost, fixed_cost: the supernet's cost, and the part of it no removal can take away.
+        input_size: the ``(height, width)`` costs are counted at (for the messages).
+
+    Raises:
+        ValueError: a budget that cannot be read, is given twice, is below the fixed cost or not below the start.
+    """
+    total = cfg.steps or max(1, int(round(cfg.epochs * steps_per_epoch)))
+    eval_every = cfg.eval_every or max(1, total // EVALUATIONS)
+    budgets = _budgets(cfg, metric)
+    for b in budgets:
+        _check_budget(b, metric, start_cost, fixed_cost, input_size)
+    if budgets:
+        # rho's natural scale: the strength at which the proximal step moves a gate of penalty 1 by 1 over the
+        # run's first `reach`; the hold ramps up to it and the controller then searches within [1e-3, 10] x scale.
+        # (Starting at a tenth of it, the controller spent a third of the run raising rho while rank cuts of
+        # still-equal gates did the shrinking.)
+        scale = 1.0 / (cfg.lr * max(1.0, cfg.reach * total))
+        rho = cfg.rho if cfg.rho is not None else scale
+    else:
+        scale, rho = None, cfg.rho if cfg.rho is not None else PAPER_RHO[task]
+    min_shrink = cfg.min_shrink
+    if min_shrink is None:
+        min_shrink = min(1e6, 0.005 * start_cost) if metric == "macs" else 0.0
+    return RunPlan(
+        total_steps=total,
+        steps_per_epoch=steps_per_epoch,
+        shrink_every=cfg.shrink_every or max(1, total // SHRINK_CHECKS),
+        eval_every=eval_every,
+        checkpoint_every=cfg.checkpoint_every or eval_every,
+        lr=cfg.lr,
+        lr_schedule=cfg.lr_schedule,
+        # at least a few warm-up steps: the untrained network's logits are large (no normalisation after the
+        # last fusion), and a full-size first step can diverge at small batch sizes
+        lr_warmup_steps=min(total // 2, max(10, int(cfg.lr_warmup * total))),
+        metric=metric,
+        start_cost=start_cost,
+        budgets=tuple(budgets),
+        rho=rho,
+        rho_scale=scale,
+        rho_warmup_steps=int(min(cfg.rho_warmup_epochs * steps_per_epoch, total / 2)),
+        reach=cfg.reach,
+        hold=cfg.hold,
+        recovery=int(cfg.family_recovery * total),
+        min_shrink=min_shrink,
+    )
+
+
+def cost_input_size(cfg: SearchConfig, pretrained_cfg: Optional[Mapping[str, Any]]) -> tuple[int, int]:
+    """The ``(height, width)`` costs and budgets are counted at: ``input_size``, else the pretrained cfg's."""
+    size = cfg.input_size or tuple((pretrained_cfg or {}).get("input_size", (3, 0, 0))[-2:])
+    if not size or not all(size):
+        raise ValueError("input_size= is required: the (height, width) at which costs and budgets are counted")
+    return int(size[0]), int(size[1])
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The seed of ``step`` on ``rank``: every step starts from an RNG state of its own, so that a resumed run draws
+    the same augmentations and dropout masks as an uninterrupted one."""
+    return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63 - 1)
+
+
+def _budgets(cfg: SearchConfig, metric: str) -> list[int]:
+    """The budgets of ``cfg``, largest first, in the cost model's unit."""
+    amount = next((a for a in (cfg.budget, cfg.params, cfg.latency_ms) if a is not None), None)
+    if amount is None:
+        return []
+    amounts = list(amount) if isinstance(amount, (list, tuple)) else [amount]
+    if metric == "latency":
+        amounts = [int(round(1e3 * float(a))) for a in amounts]  # the latency cost model counts microseconds
+    budgets = sorted((parse_amount(a) for a in amounts), reverse=True)
+    if len(set(budgets)) != len(budgets):
+        raise ValueError(f"the budgets of a family must differ, got {amount!r}")
+    return budgets
+
+
+def _check_budget(budget: int, metric: str, start: int, fixed: int, input_size: tuple[int, int]) -> None:
+    unit = {"macs": "MACs", "params": "params", "latency": "us of predicted latency"}[metric]
+    h, w = input_size
+    if budget < fixed:
+        raise ValueError(
+            f"budget {budget:,} {unit} at {h}x{w} is unreachable: the network's fixed part (stem, residual "
+            f"convs, head) alone costs {fixed:,}; raise the budget or use a smaller space"
+        )
+    if budget >= start:
+        raise ValueError(
+            f"budget {budget:,} {unit} at {h}x{w} is not below the supernet's {start:,}: nothing would "
+            "be removed; lower the budget (or omit it to run the paper's fixed-rho schedule)"
+        )

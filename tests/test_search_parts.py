@@ -1,0 +1,412 @@
+"""The search's parts on their own, without training: unit selection, the unit index, batching, the run plan, the
+gate penalty, latency feedback (with a fake device passed in), the recorder, settings and checkpoints."""
+
+import json
+import warnings
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import hrnas
+from hrnas.cost import block_input_sizes
+from hrnas.latency import LatencyTable
+from hrnas.search import SearchConfig
+from hrnas.search.budget import BudgetController, RhoRamp
+from hrnas.search.checkpoint import (
+    CHECKPOINT_NAME,
+    CheckpointError,
+    read_search_checkpoint,
+    save_checkpoint,
+    write_search_checkpoint,
+)
+from hrnas.search.config import PAPER_RHO
+from hrnas.search.feedback import LatencyFeedback
+from hrnas.search.loaders import EpochBatches, RunData
+from hrnas.search.penalty import GatePenalty
+from hrnas.search.plan import cost_input_size, plan_run
+from hrnas.search.recorder import Recorder
+from hrnas.search.select import UnitIndex, select_units
+from hrnas.search.units import CostModel
+
+SIZE = (32, 32)
+
+
+@pytest.fixture(scope="module")
+def supernet():
+    torch.manual_seed(0)
+    return hrnas.HRNASNet(hrnas.get_space("seg_tiny").supernet(tokens=2))
+
+
+def _gates(arch, state):
+    """Gate keys of every block, in unit order: each path's bn2 weight, then the transformer's input norm."""
+    keys = []
+    for name, spec in arch.named_blocks():
+        keys += [f"{name}.paths.{i}.bn2.weight" for i in range(len(spec.paths))]
+        keys += [f"{name}.transformer.input_norm.weight"] if spec.tokens else []
+    return keys
+
+
+def _state(supernet, value=1.0):
+    state = {k: v.clone() for k, v in supernet.state_dict().items()}
+    for k in _gates(supernet.arch, state):
+        state[k].fill_(value)
+    return state
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The unit index and unit selection
+
+
+def test_unit_index_lays_out_every_unit(supernet):
+    arch = supernet.arch
+    model = CostModel(SIZE)
+    index = UnitIndex(arch, _state(supernet), None, model, model.normalizer(arch))
+    assert len(index) == sum(b.hidden + b.tokens for b in arch.blocks())
+    none = torch.zeros(len(index), dtype=torch.bool)
+    assert index.arch_without(none) == arch and index.cost_without(none) == hrnas.count_macs(arch, SIZE)
+    empty = index.arch_without(~none)
+    assert all(b.hidden == 0 and b.tokens == 0 for b in empty.blocks())
+    assert index.cost_without(~none) == model.fixed(arch)
+    # the first block's first path's first channel and the block's last token
+    first, spec = arch.named_blocks()[0]
+    removed = none.clone()
+    removed[0] = True
+    removed[spec.hidden + spec.tokens - 1] = True
+    keep = index.keeps(removed)
+    assert set(keep) == {first}
+    assert keep[first].channels.tolist() == list(range(1, spec.hidden))
+    assert keep[first].tokens.tolist() == list(range(spec.tokens - 1))
+    assert dict(index.arch_without(removed).named_blocks())[first].channels == (31, 32, 32)
+
+
+def test_paper_rule_removes_units_dead_on_either_weights(supernet):
+    arch = supernet.arch
+    name = arch.named_blocks()[0][0]
+    state, ema = _state(supernet), _state(supernet)
+    state[f"{name}.paths.0.bn2.weight"][:5] = 0.0  # dead in the network being trained
+    ema[f"{name}.paths.1.bn2.weight"][:3] = 1e-4  # dead in the EMA (at most the threshold)
+    model = CostModel(SIZE)
+    index = UnitIndex(arch, state, ema, model, model.normalizer(arch))
+    sel = select_units(index, 1e-3)
+    assert int(sel.removed.sum()) == 8 and not sel.forced
+    assert dict(index.arch_without(sel.removed).named_blocks())[name].channels == (27, 29, 32)
+    assert sel.cost_before - sel.cost_after == index.cost_without(torch.zeros_like(sel.removed)) - sel.cost_after
+    # too little to bother with yet; at the end the EMA gates alone decide
+    assert not select_units(index, 1e-3, min_shrink=sel.cost_before).removed.any()
+    assert int(select_units(index, 1e-3, final=True).removed.sum()) == 3
+
+
+def test_budget_cut_takes_the_weakest_units_and_keeps_the_floor(supernet):
+    arch = supernet.arch
+    torch.manual_seed(1)
+    state = _state(supernet)
+    for k in _gates(arch, state):
+        state[k].uniform_(0.01, 1.0)
+    model = CostModel(SIZE)
+    index = UnitIndex(arch, state, state, model, model.normalizer(arch))
+    start = hrnas.count_macs(arch, SIZE)
+    budget = int(0.5 * start)
+    controller = BudgetController(budget, start, total_steps=100, rho=1.0)
+    sel = select_units(index, 1e-3, controller, step=100, final=True)
+    assert sel.forced and 0.9 * budget <= sel.cost_after <= 0.95 * budget
+    assert float(index.gate_ema[sel.removed].max()) <= float(index.gate_ema[~sel.removed].min())  # weakest first
+    # everything dead: dead units go, but never below the floor
+    index = UnitIndex(arch, _state(supernet, 0.0), None, model, model.normalizer(arch))
+    sel = select_units(index, 1e-3, controller, step=10)
+    assert not sel.forced and controller.floor_at(10) <= sel.cost_after < start
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Batching
+
+
+def test_epoch_batches_are_deterministic_disjoint_and_resumable():
+    data = torch.utils.data.TensorDataset(torch.arange(103))
+    ranks = [EpochBatches(data, 4, seed=3, rank=r, world=2) for r in range(2)]
+    assert ranks[0].steps_per_epoch == 12
+    a, b = ranks[0].indices(0), ranks[1].indices(0)
+    assert len(a) == len(b) == 48 and not set(a) & set(b) and set(a) | set(b) <= set(range(103))
+    assert a == EpochBatches(data, 4, seed=3, rank=0, world=2).indices(0)  # the same run, the same order
+    assert a != ranks[0].indices(1) and a != EpochBatches(data, 4, seed=4, rank=0, world=2).indices(0)
+    full = [batch[0].tolist() for batch in ranks[0].epoch(0)]
+    assert len(full) == 12 and [x for batch in full for x in batch] == a
+    assert [batch[0].tolist() for batch in ranks[0].epoch(0, start_step=5)] == full[5:]
+    # a run resumed at any step sees the batches an uninterrupted one does, across epochs
+    run = RunData(data, None, SearchConfig(batch_size=4, seed=3), rank=0, world=2)
+    it = run.train_batches(10)
+    following = [next(it)[0].tolist() for _ in range(4)]
+    assert following == full[10:] + [batch[0].tolist() for batch in ranks[0].epoch(1)][:2]
+    with pytest.raises(ValueError, match="fewer than one global batch"):
+        EpochBatches(torch.utils.data.TensorDataset(torch.arange(7)), 4, seed=0, world=2)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The run plan
+
+
+def _plan(cfg, **kw):
+    args = dict(task="seg", metric="macs", start_cost=1000, fixed_cost=100, input_size=SIZE)
+    return plan_run(cfg, 10, **{**args, **kw})
+
+
+def test_plan_of_a_family_run():
+    plan = _plan(SearchConfig(steps=100, budget=[300, 500]))
+    assert (plan.total_steps, plan.shrink_every, plan.eval_every, plan.checkpoint_every) == (100, 2, 12, 12)
+    assert plan.budgets == (500, 300) and plan.budget == 300 and plan.recovery == 5
+    assert plan.rho_scale == pytest.approx(1 / (0.05 * 60)) and plan.rho == plan.rho_scale
+    assert plan.ramp() is None
+    c = plan.controller()
+    assert (c.budget, c.start, c.total_steps, c.budgets, c.recovery) == (300, 1000, 100, [500, 300], 5)
+    assert (c.rho_min, c.rho_max, c.goal, c.lower) == (pytest.approx(1e-3 / 3), pytest.approx(10 / 3), 0.95, 0.9)
+    assert plan.controller() is not c and plan.controller() == c  # a fresh controller each time
+    # the learning rate: 10 warm-up steps, then cosine to 0
+    assert plan.lr_warmup_steps == 10
+    assert plan.lr_at(0) == pytest.approx(0.005) and plan.lr_at(10) == pytest.approx(0.05)
+    assert plan.lr_at(55) == pytest.approx(0.025) and plan.lr_at(100) == pytest.approx(0.0, abs=1e-12)
+    constant = _plan(SearchConfig(steps=100, budget=300, lr_schedule="constant", rho=0.5))
+    assert constant.lr_at(90) == 0.05 and constant.rho == 0.5 and constant.controller().family is None
+
+
+def test_plan_of_latency_and_paper_runs():
+    latency = _plan(SearchConfig(steps=40, latency_ms=0.5), metric="latency")
+    assert latency.budgets == (500,)  # microseconds
+    c = latency.controller()
+    assert (c.goal, c.lower) == (0.975, 0.95) and latency.min_shrink == 0.0
+    paper = _plan(SearchConfig(epochs=2.5, shrink_every=3, eval_every=5, checkpoint_every=7))
+    assert (paper.total_steps, paper.shrink_every, paper.eval_every, paper.checkpoint_every) == (25, 3, 5, 7)
+    assert paper.budget is None and paper.controller() is None
+    assert paper.ramp() == RhoRamp(PAPER_RHO["seg"], 12) and paper.min_shrink == 5.0
+    assert _plan(SearchConfig(steps=8, min_shrink=0)).min_shrink == 0
+
+
+def test_plan_refuses_budgets_it_cannot_meet():
+    with pytest.raises(ValueError, match="budget 50 MACs at 32x32 is unreachable.*alone costs 100"):
+        _plan(SearchConfig(steps=10, budget=50))
+    with pytest.raises(ValueError, match="budget 1,000 params at 32x32 is not below the supernet's 1,000"):
+        _plan(SearchConfig(steps=10, params=1000), metric="params")
+    with pytest.raises(ValueError, match="the budgets of a family must differ"):
+        _plan(SearchConfig(steps=10, budget=[300, "300"]))
+    assert cost_input_size(SearchConfig(), {"input_size": (3, 64, 48)}) == (64, 48)
+    assert cost_input_size(SearchConfig(input_size=40), {"input_size": (3, 64, 48)}) == (40, 40)
+    with pytest.raises(ValueError, match="input_size= is required"):
+        cost_input_size(SearchConfig(), None)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The gate penalty
+
+
+def test_gate_penalty_l1_and_proximal_step():
+    arch = hrnas.get_space("seg_tiny").supernet(tokens=2)
+    model = hrnas.HRNASNet(arch)
+    cost = CostModel(SIZE)
+    penalty = GatePenalty(cost, cost.normalizer(arch), equal=False, device=torch.device("cpu"))
+    penalty.refresh(arch, model)
+    assert len(penalty.gates) == sum(len(b.paths) + (b.tokens > 0) for b in arch.blocks())
+    pens = cost.penalties(arch, penalty.normalizer)
+    expected = 0.0
+    for name, spec in arch.named_blocks():
+        vec, tok = pens[name]
+        gates = [model.get_parameter(f"{name}.paths.{i}.bn2.weight") for i in range(len(spec.paths))]
+        expected += float((vec * torch.cat(gates).detach().abs()).sum())
+        if spec.tokens:
+            expected += tok * float(model.get_parameter(f"{name}.transformer.input_norm.weight").detach().abs().sum())
+    assert penalty.l1().detach().item() == pytest.approx(expected, rel=1e-5)
+    g, pen = penalty.gates[0]
+    before = g.detach().clone()
+    penalty.proximal(lr=0.1, rho=2.0)
+    assert torch.allclose(g, (before.abs() - 0.2 * pen).clamp(min=0) * before.sign())
+    penalty.proximal(lr=0.1, rho=1e6)
+    assert all(not g.detach().any() for g, _ in penalty.gates)  # soft-thresholding reaches exact zeros
+    state = penalty.state_dict()
+    other = GatePenalty(cost, 1.0, equal=True, device=torch.device("cpu"))
+    other.load_state_dict(state)
+    assert other.normalizer == penalty.normalizer
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Latency feedback, with the device passed in
+
+
+def _block_us(spec, hw):
+    t = 5.0 + 0.01 * spec.in_chs
+    for k, h in spec.paths:
+        t += 3.0 + k + (0.002 * hw[0] * hw[1] + 0.1 * k) * h
+    return t + (7.0 + 0.5 * spec.tokens + 0.05 * spec.tokens**2 if spec.tokens else 0.0)
+
+
+def _table(arch):
+    def network_us(a):
+        hw = block_input_sizes(a, SIZE)
+        return 1.5 * sum(_block_us(s, hw[n]) for n, s in a.named_blocks()) + 40.0
+
+    return LatencyTable.build(
+        arch, SIZE, "seg_tiny", time_block=_block_us, time_network=network_us, calibration_archs=4
+    )
+
+
+class FakeDevice:
+    """Runs every network ``factor`` times as fast as the table predicts; records what it timed."""
+
+    def __init__(self, table, factor):
+        self.table, self.factor, self.calls = table, factor, []
+
+    def __call__(self, model, input_size, batch_size=1, repeats=20, device="cpu", in_chans=3, reference=None):
+        self.calls.append(dict(arch=model.arch, input_size=input_size, repeats=repeats, reference=reference))
+        return self.factor * self.table.predict(model.arch)
+
+
+def _feedback(table, budget, device, wanted=True):
+    cost = CostModel(SIZE, "latency", latency_table=table)
+    build = lambda arch: SimpleNamespace(arch=arch)  # noqa: E731  (the fake device only looks at the arch)
+    return LatencyFeedback(cost, (budget,), wanted, build, torch.device("cpu"), measure=device)
+
+
+def test_latency_feedback_times_near_the_budget_and_corrects_the_prediction(supernet):
+    arch = supernet.arch
+    table = _table(arch)
+    device = FakeDevice(table, 0.8)
+    full = round(1e3 * table.predict(arch))
+    feedback = _feedback(table, full // 2, device)
+    assert feedback.enabled
+    assert not feedback.measure(arch, step=3, members=0) and not device.calls  # far above the budget: not timed
+    assert feedback.measure(arch, step=4, members=0, force=True)
+    (call,) = device.calls
+    assert call["arch"] == arch and call["input_size"] == SIZE and call["reference"] is table
+    assert feedback.cost_model.correction == pytest.approx(0.8, rel=1e-4)
+    assert abs(feedback.cost_model.total(arch) - 0.8 * full) <= 1  # whole microseconds
+    assert feedback.measure(arch, step=5, members=0) and len(device.calls) == 1  # its measurement is in use
+    assert feedback.measured_ms(arch) == pytest.approx(0.8 * table.predict(arch), abs=1e-4)
+    # a network timed again pools its readings (median)
+    smaller = arch.with_blocks([b.replace(channels=tuple(c // 2 for c in b.channels)) for b in arch.blocks()])
+    device.factor = 0.9
+    assert feedback.measure(smaller, step=6, members=0, force=True)
+    device.factor = 1.0
+    assert feedback.measure(arch, step=7, members=0, force=True)
+    readings = [c["reading_ms"] for c in feedback.checks if c["arch"] == feedback.checks[0]["arch"]]
+    assert len(readings) == 2 and feedback.measured_ms(arch) == pytest.approx(sum(readings) / 2, abs=1e-4)
+    assert [c["step"] for c in feedback.checks] == [4, 6, 7]
+    # its state goes into checkpoints
+    again = _feedback(table, full // 2, device)
+    again.load_state_dict(feedback.state_dict())
+    assert again.checks == feedback.checks and again.measured_arch == arch
+    assert again.cost_model.correction == feedback.cost_model.correction
+
+
+def test_latency_feedback_settles_a_cut_on_the_measured_latency(supernet):
+    arch = supernet.arch
+    table = _table(arch)
+    device = FakeDevice(table, 1.3)  # slower than the table says: a cut chosen on the prediction lands over
+    start = round(1e3 * table.predict(arch))
+    budget = start // 2
+    feedback = _feedback(table, budget, device)
+    controller = BudgetController(budget, start, total_steps=10, rho=1.0, goal=0.975, lower=0.95)
+    torch.manual_seed(1)
+    state = _state(supernet)
+    for k in _gates(arch, state):
+        state[k].uniform_(0.01, 1.0)
+    index = UnitIndex(arch, state, state, feedback.cost_model, feedback.cost_model.normalizer(arch))
+    choices = []
+
+    def choose():
+        choices.append(1)
+        return select_units(index, 1e-3, controller, 10, True)
+
+    first = select_units(index, 1e-3, controller, 10, True)
+    assert first.cost_after <= budget  # on the table's prediction
+    sel = feedback.settle(index, first, choose, controller, step=10, members=0, final=True)
+    assert choices and device.calls[-1]["arch"] == index.arch_without(sel.removed)
+    assert 0.95 * budget <= feedback.cost_model.total(index.arch_without(sel.removed)) <= budget  # measured
+
+
+def test_latency_feedback_is_off_for_a_table_of_another_device(supernet):
+    table = _table(supernet.arch)
+    table.key = "cuda:Some GPU|threads=8|torch=2.14.1"
+    device = FakeDevice(table, 1.0)
+    with pytest.warns(UserWarning, match="the latency table was measured on 'cuda:Some GPU"):
+        feedback = _feedback(table, 10, device)
+    assert not feedback.enabled and not feedback.measure(supernet.arch, 0, 0, force=True) and not device.calls
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not _feedback(table, 10, device, wanted=False).enabled  # not asked for: no warning
+
+
+def test_latency_model_is_a_deprecated_name_of_latency_table(supernet):
+    table = _table(supernet.arch)
+    data = torch.utils.data.TensorDataset(torch.zeros(8, 3, 32, 32), torch.zeros(8, 32, 32, dtype=torch.long))
+    # the table reaches the search under the old name: its size is checked against the budget's
+    with pytest.warns(DeprecationWarning, match="latency_model=.*deprecated.*latency_table="):
+        with pytest.raises(ValueError, match="the latency table was measured at 32x32, the budget is at 64x64"):
+            hrnas.search(supernet, data, latency_ms=5.0, latency_model=table, input_size=(64, 64))
+    with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match="pass the latency table once"):
+        hrnas.search(supernet, data, latency_ms=5.0, latency_model=table, latency_table=table)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The recorder, settings and checkpoints
+
+
+def test_recorder_rows_file_and_state(tmp_path):
+    rec = Recorder(tmp_path)
+    for loss in (1.0, 2.0, 3.0):
+        rec.add_step(loss, 0.5 * loss, 0.01 * loss, 100)
+    rec.skipped = 2
+    network = dict(macs=10, params=20, cost=10, hidden=3, tokens=1)
+    row = rec.record(5, 0.5, network, rho=0.1, lr=0.2, metric=0.3, metric_name="mIoU", latency_correction=0.9)
+    assert list(row)[:7] == ["step", "epoch", "macs", "params", "cost", "hidden", "tokens"]
+    assert (row["loss"], row["l1"], row["step_time"], row["step_macs"]) == (2.0, 1.0, 0.02, 100)
+    assert row["skipped"] == 2 and row["latency_correction"] == 0.9
+    empty = rec.record(6, 0.6, network, rho=0.1, lr=0.2, metric=None, metric_name="mIoU")
+    assert empty["loss"] is None and "latency_correction" not in empty
+    rows = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert rows == rec.history and not list(tmp_path.glob(".*tmp*"))
+    again = Recorder()
+    again.load_state_dict(rec.state_dict())
+    assert again.history == rec.history and again.skipped == 2 and again.path is None
+
+
+def test_resumed_settings_are_the_saved_runs_but_where_to_write_and_run(tmp_path, supernet):
+    table = _table(supernet.arch)
+    saved = SearchConfig(budget="1M", steps=10, output_dir="runs/a", progress=True, seed=3, latency_table=table)
+    d = saved.to_dict()
+    assert d["latency_table"] == table.to_dict() and SearchConfig.from_dict(d).to_dict() == d
+    saved.save_yaml(tmp_path / "config.yaml")
+    again = SearchConfig.from_yaml(tmp_path / "config.yaml").latency_table  # the table travels with the run
+    assert LatencyTable.from_dict(again) == table
+    cfg = SearchConfig(resume="runs/a", progress=False, device="cpu", budget="2M").resumed_from(d)
+    assert (cfg.budget, cfg.steps, cfg.seed, cfg.output_dir) == ("1M", 10, 3, "runs/a")
+    assert (cfg.resume, cfg.progress, cfg.device, cfg.latency_table) == ("runs/a", False, "cpu", table.to_dict())
+    assert SearchConfig(resume="runs/a", latency_table=table).resumed_from(d).latency_table is table  # given: wins
+    path = tmp_path / "t.json"
+    table.save(path)
+    cfg = SearchConfig(resume="runs/a", output_dir="runs/b", latency_table=path).resumed_from(d)
+    assert cfg.output_dir == "runs/b" and cfg.latency_table == str(path)
+    with pytest.raises(TypeError, match="latency_table must be a LatencyTable or a path"):
+        SearchConfig(latency_table=3)
+
+
+def test_checkpoint_layout_and_the_previous_one(tmp_path):
+    parts = dict(arch={}, config={}, step=3, rng={}, trainer={}, penalty={}, controller=None, feedback={}, recorder={})
+    write_search_checkpoint(tmp_path / CHECKPOINT_NAME, **parts)
+    assert read_search_checkpoint(tmp_path) == {"version": 2, **parts}  # a run directory or the file
+    with pytest.raises(ValueError, match=r"needs \['recorder'\]"):
+        write_search_checkpoint(tmp_path / "x.pt", **{k: v for k, v in parts.items() if k != "recorder"})
+    save_checkpoint({"version": 3, **parts}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="version 3 search checkpoint; this hrnas reads version 2"):
+        read_search_checkpoint(tmp_path / "future.pt")
+    # hrnas before the components: one flat dict, without a version (and early ones without latency fields)
+    member = {"step": 2, "budget": 10, "cost": 9, "metric": 0.5, "directory": "f/0-10"}
+    old = dict(arch={"a": 1}, config={"steps": 5}, step=4, rng={"torch": torch.zeros(2)}, model={"w": torch.ones(1)},
+               optimizer={"state": {}}, ema=None, controller={"rho": 1.0}, normalizer=2.5, history=[{"step": 2}],
+               skipped=1, family=[member])  # fmt: skip
+    save_checkpoint(old, tmp_path / "old.pt")
+    new = read_search_checkpoint(tmp_path / "old.pt")
+    assert new["version"] == 2 and (new["arch"], new["config"], new["step"]) == ({"a": 1}, {"steps": 5}, 4)
+    assert (
+        new["trainer"]["model"]["w"].item() == 1.0 and new["trainer"]["ema"] is None and new["trainer"]["scaler"] == {}
+    )
+    assert new["penalty"] == {"normalizer": 2.5} and new["controller"] == {"rho": 1.0}
+    assert new["feedback"] == {"correction": 1.0, "checks": [], "measured_arch": None}
+    assert new["recorder"]["history"] == [{"step": 2}] and new["recorder"]["skipped"] == 1
+    assert new["recorder"]["family"][0]["measured_latency_ms"] is None
