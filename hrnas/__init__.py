@@ -16,6 +16,8 @@ commands such as ``hrnas list`` start quickly; the registration with timm happen
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING
 
 from ._timm_hook import register_with_timm
@@ -109,6 +111,21 @@ __all__ = [
     "zoo_entry",
     "__version__",
 ]
+
+
+# public functions named like the module that defines them: importing that module (``hrnas.search`` by any
+# ``import hrnas.search.x``) must not replace the function with the module, as it cannot in an eager __init__
+_FUNCTIONS_NAMED_LIKE_MODULES = frozenset({"search", "export", "deploy"})
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value) -> None:
+        if name in _FUNCTIONS_NAMED_LIKE_MODULES and isinstance(value, types.ModuleType):
+            return  # the import system binding the submodule; the name stays (or becomes) the function
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str):

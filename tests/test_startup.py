@@ -42,3 +42,18 @@ assert hrnas.count_macs is not None and "hrnas_cls_a" in hrnas.list_models()  # 
 """
     proc = _run(code)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_functions_named_like_their_modules_stay_functions():
+    code = """
+import types
+import hrnas.search.recipes, hrnas.export, hrnas.deploy  # the submodules first, as the command line does
+import hrnas
+for name in ("search", "export", "deploy"):
+    value = getattr(hrnas, name)
+    assert callable(value) and not isinstance(value, types.ModuleType), (name, value)
+from hrnas.search import recipes
+assert recipes.DATA_SETS
+"""
+    proc = _run(code)
+    assert proc.returncode == 0, proc.stderr[-2000:]
