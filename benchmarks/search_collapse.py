@@ -35,6 +35,9 @@ import yaml
 from hrnas._files import write_atomic
 from hrnas.cost import count_macs
 from hrnas.search import loop as search_loop
+from hrnas.search.config import SearchConfig
+from hrnas.search.ema import calibrate_bn
+from hrnas.search.loaders import split_batch, to_device
 from hrnas.search.recipes import build_data
 from hrnas.search.zoo_recipes import ZOO_RECIPES, _supernet, proxy_data
 
@@ -45,30 +48,35 @@ OUT = RESULTS / "search_collapse"
 class _DiagnosedRun(search_loop._Run):
     """A search run that also records what each shrink and each evaluation did (read-only observers)."""
 
+    _forced_last = False
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.probe = next(iter(self.batches.epoch(10**6 + 1)))
+        batch = next(self.data.train_batches(10**6 * self.data.steps_per_epoch))
+        self.probe = split_batch(to_device(batch, self.device))
         self.shrinks: list[dict] = []
         self.evals: list[dict] = []
 
     @torch.no_grad()
     def _probe_loss(self) -> float:
-        x, target = search_loop._split(search_loop._to(self.probe, self.device))
-        self.model.train()  # batch statistics: the loss of the weights, not of stale running statistics
-        state = {k: v.clone() for k, v in self.model.state_dict().items() if "running" in k or "num_batches" in k}
-        out = self.model(x.contiguous(memory_format=torch.channels_last) if self._channels_last else x)
-        loss = float(self.loss_fn(out.float(), target))
-        self.model.load_state_dict(state, strict=False)  # the probe must not move the running statistics
+        x, target = self.probe
+        model = self.trainer.model
+        model.train()  # batch statistics: the loss of the weights, not of stale running statistics
+        state = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
+        out = model(x.contiguous(memory_format=torch.channels_last) if self.trainer.channels_last else x)
+        loss = float(self.trainer.loss(out.float(), target))
+        model.load_state_dict(state, strict=False)  # the probe must not move the running statistics
         return loss
 
     def shrink(self, final: bool = False, budget=None) -> None:
-        before_loss, before_macs = self._probe_loss(), count_macs(self.arch, self.cost_size, self.in_chans)
-        gate_mass = float(sum(g.detach().abs().sum() for g, _ in self.gates))
+        size, in_chans = self.info.input_size, self.info.in_chans
+        before_loss, before_macs = self._probe_loss(), count_macs(self.arch, size, in_chans)
+        gate_mass = float(sum(g.detach().abs().sum() for g, _ in self.penalty.gates))
         super().shrink(final, budget)
-        after_macs = count_macs(self.arch, self.cost_size, self.in_chans)
+        after_macs = count_macs(self.arch, size, in_chans)
         if after_macs == before_macs:
             return
-        kept_mass = float(sum(g.detach().abs().sum() for g, _ in self.gates))
+        kept_mass = float(sum(g.detach().abs().sum() for g, _ in self.penalty.gates))
         self.shrinks.append(
             {
                 "step": self.step,
@@ -79,28 +87,29 @@ class _DiagnosedRun(search_loop._Run):
                 "gate_mass_removed": round(1.0 - kept_mass / max(gate_mass, 1e-12), 5),
                 "probe_loss_before": round(before_loss, 5),
                 "probe_loss_after": round(self._probe_loss(), 5),
-                "lr": self.lr(),
+                "lr": self.plan.lr_at(self.step),
                 "rho": self.rho(),
             }
         )
 
-    _forced_last = False
-
     def record(self, metric):
         row = super().record(metric)
-        if self.val_data is not None:
-            raw = self._build(self.arch).to(self.device)
-            raw.load_state_dict(self.model.state_dict())
-            own_stats = self.evaluate(raw.eval())
-            search_loop.calibrate_bn(raw, self._calibration_inputs())
+        if self.data.val_data is not None:
+            raw = self.build(self.arch).to(self.device)
+            raw.load_state_dict(self.trainer.model.state_dict())
+            own_stats = self.data.evaluate(raw.eval(), self.make_metric, self.cfg.max_val_batches)
+            calibrate_bn(raw, self.data.calibration_inputs(self.cfg.calib_batches))
+            gates = torch.cat([g.detach().abs().flatten() for g, _ in self.penalty.gates] or [torch.zeros(1)])
             self.evals.append(
                 {
                     "step": self.step,
                     "macs": row["macs"],
                     "ema_calibrated": metric,
-                    "weights_calibrated": self.evaluate(raw.eval()),
+                    "weights_calibrated": self.data.evaluate(raw.eval(), self.make_metric, self.cfg.max_val_batches),
                     "weights_own_stats": own_stats,
                     "lr": row["lr"],
+                    "rho": row["rho"],
+                    "mean_gate": round(float(gates.mean()), 4),
                 }
             )
         return row
@@ -129,7 +138,7 @@ def _run(recipe, settings: dict, out_dir: Path, retrain_arch=None) -> tuple[dict
         torch.manual_seed(recipe.seed)
         supernet = HRNASNet(retrain_arch.with_num_classes(data.num_classes), in_chans=3)
         settings = {**settings, "rho": 0.0, "threshold": -1.0}
-    cfg = search_loop.SearchConfig().replace(
+    cfg = SearchConfig().replace(
         budget=recipe.budget if retrain_arch is None else None,
         input_size=recipe.input_size,
         cost_num_classes=recipe.num_classes,
@@ -198,12 +207,13 @@ def _report() -> str:
         if "retrained" in rep:
             r = rep["retrained"]
             head += f"; the same architecture retrained from scratch: {r['metric']:.4f} ({r['wall_s'] / 60:.1f} min)"
-        lines += [head, "", "| step | MMACs | lr | EMA, calibrated | weights, calibrated | weights, own stats |"]
-        lines += ["|---|---|---|---|---|---|"]
+        lines += [head, "", "| step | MMACs | lr | rho | mean gate | EMA, calibrated | weights, calibrated | "
+                  "weights, own stats |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for e in s["evals"]:
             lines.append(
-                f"| {e['step']} | {e['macs'] / 1e6:.1f} | {e['lr']:.4f} | {e['ema_calibrated']:.4f} | "
-                f"{e['weights_calibrated']:.4f} | {e['weights_own_stats']:.4f} |"
+                f"| {e['step']} | {e['macs'] / 1e6:.1f} | {e['lr']:.4f} | {e.get('rho', float('nan')):.3g} | "
+                f"{e.get('mean_gate', float('nan')):.3f} | {e['ema_calibrated']:.4f} | {e['weights_calibrated']:.4f} | "
+                f"{e['weights_own_stats']:.4f} |"
             )
         lines += ["", "| step | MMACs before -> after | forced | gate mass removed | probe loss before -> after |"]
         lines += ["|---|---|---|---|---|"]

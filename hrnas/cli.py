@@ -253,6 +253,7 @@ def _search_overrides(args: argparse.Namespace) -> dict:
         "seed",
         "device",
         "num_workers",
+        "threads",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -311,6 +312,7 @@ def _add_search_parser(sub) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--device")
     g.add_argument("--num-workers", type=int)
+    g.add_argument("--threads", type=int, help="intra-op CPU threads (default: the free cores, following the load)")
     g.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_search)
 

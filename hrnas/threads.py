@@ -208,10 +208,3 @@ class ThreadTuner:
     def label(self) -> str:
         """For progress lines: ``'2 threads'``."""
         return f"{self.threads} thread{'s' if self.threads != 1 else ''}"
-
-    def state_dict(self) -> dict:
-        return {"threads": self.threads, "changes": list(self.changes)}
-
-    def load_state_dict(self, state: dict) -> None:
-        # a resumed run chooses again for the machine as it is now; the record of earlier choices is kept
-        self.changes = [tuple(c) for c in state.get("changes", [])]

@@ -32,6 +32,18 @@ def tiny_supernet(**kw):
     return hrnas.create_supernet("seg", space="seg_tiny", max_tokens=4, **kw)
 
 
+def test_search_chooses_its_threads_and_gives_torch_its_own_back(scenes):
+    from hrnas.threads import usable_cpus
+
+    before = torch.get_num_threads()
+    fixed = hrnas.search(tiny_supernet(), *scenes, threads=1, **dict(SMALL, steps=8, eval_every=4))
+    assert [r["threads"] for r in fixed.history] == [1, 1] and torch.get_num_threads() == before
+    chosen = hrnas.search(tiny_supernet(), *scenes, **dict(SMALL, steps=4, eval_every=4))
+    assert 1 <= chosen.history[-1]["threads"] <= usable_cpus() and torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads must be a positive number"):
+        hrnas.search(tiny_supernet(), *scenes, threads=0, **SMALL)
+
+
 def test_budget_search_ends_inside_budget_and_removes_tokens(scenes, tmp_path):
     supernet = tiny_supernet()
     start = hrnas.count_macs(supernet.arch, 32)

@@ -151,7 +151,7 @@ def _plan(cfg, **kw):
 
 
 def test_plan_of_a_family_run():
-    plan = _plan(SearchConfig(steps=100, budget=[300, 500]))
+    plan = _plan(SearchConfig(steps=100, budget=[300, 500], tail="penalised"))
     assert (plan.total_steps, plan.shrink_every, plan.eval_every, plan.checkpoint_every) == (100, 2, 12, 12)
     assert plan.budgets == (500, 300) and plan.budget == 300 and plan.recovery == 5
     assert plan.rho_scale == pytest.approx(1 / (0.05 * 60)) and plan.rho == plan.rho_scale
@@ -166,6 +166,23 @@ def test_plan_of_a_family_run():
     assert plan.lr_at(55) == pytest.approx(0.025) and plan.lr_at(100) == pytest.approx(0.0, abs=1e-12)
     constant = _plan(SearchConfig(steps=100, budget=300, lr_schedule="constant", rho=0.5))
     assert constant.lr_at(90) == 0.05 and constant.rho == 0.5 and constant.controller().family is None
+    assert plan.tail_start is None and plan.controller().rho_at(99) == plan.rho
+
+
+def test_finetuned_tail_stops_the_penalty_and_restarts_the_learning_rate():
+    plan = _plan(SearchConfig(steps=100, budget=300, reach=0.6, lr=0.1))
+    assert plan.tail_start == 60 == plan.controller().arrival_step()
+    c = plan.controller()
+    assert c.rho_at(59) == plan.rho > 0 and c.rho_at(60) == c.rho_at(99) == 0.0
+    # before the budget: warm-up over 10 steps, cosine towards 0 over the whole run; after it: the same again
+    assert plan.lr_at(9) == pytest.approx(0.1) and plan.lr_at(59) < 0.05
+    assert plan.lr_at(60) == pytest.approx(0.01) and plan.lr_at(69) == pytest.approx(0.1)
+    assert plan.lr_at(99) < 0.005
+    family = _plan(SearchConfig(steps=100, budget=[500, 300], reach=0.6))
+    assert family.tail_start == family.controller().arrival_step() == 60  # after the last member's budget
+    assert _plan(SearchConfig(steps=100, budget=300, reach=1.0)).tail_start is None  # no tail to fine-tune
+    assert _plan(SearchConfig(steps=100)).tail_start is None  # paper mode
+    assert _plan(SearchConfig(steps=100, budget=300, rho_limit=1.0)).controller().rho_max == pytest.approx(1 / 3)
 
 
 def test_plan_of_latency_and_paper_runs():

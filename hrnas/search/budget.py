@@ -78,6 +78,7 @@ class BudgetController:
         up, down: factors applied to rho when the trajectory needed forced removals, or was over-achieved.
         family: several budgets for one run: the trajectory stops at each (``recovery`` steps at ``goal x`` it) so
             that a member of the family can be taken inside it (:meth:`snapshot_steps`), then goes on to the next.
+        finetune_tail: once the trajectory has arrived at its last budget (:meth:`arrival_step`), rho is 0.
     """
 
     budget: float
@@ -95,6 +96,7 @@ class BudgetController:
     last_step: Optional[int] = None
     family: Optional[list] = None
     recovery: int = 0
+    finetune_tail: bool = False
 
     @property
     def hold_steps(self) -> int:
@@ -145,10 +147,17 @@ class BudgetController:
                 return c0 * (c1 / c0) ** frac
         return knots[-1][1]
 
+    def arrival_step(self) -> int:
+        """The step at which the trajectory reaches ``goal x`` the last budget."""
+        return int(round(self._knots()[-1][0]))
+
     def rho_at(self, step: int) -> float:
-        """The penalty strength at ``step``: the linear ramp during the hold, the controlled value after it."""
+        """The penalty strength at ``step``: the linear ramp during the hold, the controlled value after it (0 in a
+        fine-tuned tail)."""
         if step < self.hold_steps:
             return self.rho * step / self.hold_steps
+        if self.finetune_tail and step >= self.arrival_step():
+            return 0.0
         return self.rho
 
     def floor_at(self, step: int) -> float:

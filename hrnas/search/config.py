@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple, Union
@@ -17,7 +18,7 @@ from typing import Any, Optional, Tuple, Union
 from .._files import write_atomic
 from .._size import pair
 
-__all__ = ["SearchConfig", "PAPER_RHO"]
+__all__ = ["SearchConfig", "PAPER_RHO", "renamed_settings"]
 
 # rho_max of the original configs (reference section 4.4), used in paper mode (no budget).
 PAPER_RHO = {"cls": 1.8e-4, "seg": 1.4e-4, "pose": 1e-6}
@@ -79,6 +80,12 @@ class SearchConfig:
         reach: budget mode: fraction of the run at which the cost reaches the budget.
         hold: budget mode: fraction of the run during which only the penalty acts (ramping up) and only units it has
             emptied are removed, before the trajectory to the budget starts (must be below ``reach``; default 0).
+        tail: budget mode, what the rest of the run does once the network has reached the budget: ``'finetune'``
+            (default) stops the penalty and restarts the learning rate (warm-up, then the schedule over the rest
+            of the run), so that the network that survived is trained as a network of its own; ``'penalised'``
+            keeps the penalty, lowered step by step, and the schedule running (before 0.2; see docs/search.md for
+            the measurements behind the change).
+        rho_limit: budget mode: the controller keeps rho within ``[1e-3, rho_limit] x`` its natural scale.
 
     Evaluation and bookkeeping:
         ema_decay: EMA decay at batch 4096 (adjusted to the batch size as in the paper); 0 disables the EMA.
@@ -87,6 +94,9 @@ class SearchConfig:
         checkpoint_every: steps between checkpoints (default: every evaluation).
         output_dir: where checkpoints, ``history.jsonl``, plots and the result go (``None``: nothing written).
         seed, device, num_workers, progress, on_nan (``'stop'`` or ``'skip'``).
+        threads: intra-op CPU threads: ``None`` (default) chooses them from the CPUs this process may use that
+            other processes leave free, and follows the load during the run (:mod:`hrnas.threads`); a number fixes
+            them. torch's own setting is restored when the search returns.
 
     Provenance:
         supernet, data: descriptions of the supernet and data of the run (filled by ``hrnas search`` so that
@@ -128,6 +138,8 @@ class SearchConfig:
     shrink_every: Optional[int] = None
     reach: float = 0.6
     hold: float = 0.0
+    tail: str = "finetune"
+    rho_limit: float = 10.0
 
     ema_decay: float = 0.9999
     calib_batches: int = 10
@@ -137,6 +149,7 @@ class SearchConfig:
     output_dir: Optional[str] = None
     resume: Optional[str] = None
     seed: int = 0
+    threads: Optional[int] = None
     device: str = "auto"
     num_workers: int = 0
     progress: bool = True
@@ -154,6 +167,7 @@ class SearchConfig:
             "penalty": ("cost", "equal"),
             "l1": ("proximal", "subgradient"),
             "on_nan": ("stop", "skip"),
+            "tail": ("finetune", "penalised"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -173,6 +187,8 @@ class SearchConfig:
                 setattr(self, name, list(value))  # lists survive the YAML round trip
         if not 0.0 <= self.family_recovery < 0.5:
             raise ValueError(f"family_recovery must be a fraction of the run in [0, 0.5), got {self.family_recovery}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"threads must be a positive number of threads, or None to choose, got {self.threads!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.steps is None and not self.epochs > 0:
@@ -241,3 +257,15 @@ class SearchConfig:
         if not isinstance(data, dict):
             raise ValueError(f"{os.fspath(path)}: expected a mapping of search settings")
         return cls.from_dict(data)
+
+
+def renamed_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with deprecated names replaced (``latency_model`` is ``latency_table``), with a warning."""
+    if "latency_model" not in settings:
+        return settings
+    warnings.warn("search(latency_model=...) is deprecated; pass latency_table=...", DeprecationWarning, 3)
+    if settings.get("latency_table") is not None:
+        raise TypeError("pass the latency table once, as latency_table= (latency_model= is its deprecated name)")
+    settings = dict(settings)
+    settings["latency_table"] = settings.pop("latency_model")
+    return settings

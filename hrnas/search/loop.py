@@ -6,12 +6,9 @@ removed (model, EMA and optimizer state sliced together, the removed units' cons
 ``eval_every`` steps the EMA weights are evaluated after BatchNorm re-calibration, a row goes to
 ``history.jsonl`` and an atomic checkpoint is written. The network that comes out is the searched model, trained.
 
-This module orchestrates the parts: plan, trainer, penalty, budget controller, latency feedback, recorder, data
-(:mod:`.plan`, :mod:`.trainer`, :mod:`.penalty`, :mod:`.budget`, :mod:`.feedback`, :mod:`.recorder`, :mod:`.loaders`).
-
-Distributed runs use ``torch.distributed`` as set up by ``torchrun`` (gloo on CPU, nccl on GPU) and
-``DistributedDataParallel``; rank 0 decides each shrink and broadcasts it, every rank applies it and re-wraps
-its model.
+This module orchestrates the parts (:mod:`.plan`, :mod:`.trainer`, :mod:`.penalty`, :mod:`.budget`,
+:mod:`.feedback`, :mod:`.recorder`, :mod:`.loaders`, :mod:`hrnas.threads`). Under ``torchrun`` (gloo on CPU, nccl
+on GPU) rank 0 decides each shrink and broadcasts it; every rank applies it and re-wraps its model.
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ import copy
 import functools
 import os
 import random
-import warnings
 from typing import Any, Callable, Optional
 
 import torch
@@ -29,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..arch import Arch
 from ..cost import count_macs
 from ..net import HRNASNet
+from ..threads import ThreadTuner
 from .checkpoint import (
     CHECKPOINT_NAME,
     clean_run_directory,
@@ -37,7 +34,7 @@ from .checkpoint import (
     set_rng_state,
     write_search_checkpoint,
 )
-from .config import SearchConfig
+from .config import SearchConfig, renamed_settings
 from .distributed import broadcast, setup_device
 from .ema import calibrate_bn
 from .errors import SearchError
@@ -79,9 +76,7 @@ class _Run:
         random.seed(cfg.seed)
 
         arch = Arch.coerce(resume["arch"]) if resume else supernet.arch
-        task = get_task(
-            arch.task, ignore_index=cfg.ignore_index, label_smoothing=cfg.label_smoothing, num_classes=arch.num_classes
-        )
+        task = get_task(arch.task, cfg.ignore_index, cfg.label_smoothing, arch.num_classes)
         self.make_metric = metric or task.make_metric
         size, in_chans = cost_input_size(cfg, getattr(supernet, "pretrained_cfg", None)), supernet.in_chans
         self.cost_model = make_cost_model(cfg, supernet.arch, size, in_chans, self.device, self.rank, self.world)
@@ -104,6 +99,7 @@ class _Run:
         wanted, budgets = cfg.latency_feedback, self.plan.budgets
         self.feedback = LatencyFeedback(self.cost_model, budgets, wanted, self.build, self.device, in_chans)
         self.recorder = Recorder(cfg.output_dir if self.rank == 0 else None)
+        self.threads = ThreadTuner(cfg.threads)
         self.info = RunInfo(self.make_metric().name, size, in_chans, metric_kind, supernet.arch, cfg)
         self.step = 0
         if resume:
@@ -152,6 +148,7 @@ class _Run:
 
     def run(self) -> SearchResult:
         cfg, plan, out = self.cfg, self.plan, self.cfg.output_dir
+        self.threads.start()
         if self.rank == 0 and out:
             clean_run_directory(out)
             cfg.save_yaml(os.path.join(out, "config.yaml"))
@@ -171,7 +168,7 @@ class _Run:
                 self.take_member(self.controller.snapshot_steps().index(self.step))
             if self.step % plan.eval_every == 0 and inside:
                 row = self.record(self.evaluate()[1])
-                bar.set_postfix(cost=f"{row['cost']:.3g}", metric=row["metric"], rho=f"{row['rho']:.2g}")
+                bar.set_postfix(cost=f"{row['cost']:.3g}", metric=row["metric"], cpu=self.threads.label)
             if self.step % plan.checkpoint_every == 0 and inside:
                 self.checkpoint()
         bar.close()
@@ -198,6 +195,7 @@ class _Run:
             hint = f"the last good checkpoint is {where}; resume from it with a lower lr" if where else "lower the lr"
             raise SearchError(f"{e.what} became {e.value} at step {self.step}; stopping ({hint})") from None
         self.recorder.add_step(loss, l1, seconds, self.macs_now)
+        self.threads.step_done(seconds)
 
     def shrink(self, final: bool = False, budget: Optional[float] = None) -> None:
         """Remove units: dead ones, and live ones where the budget trajectory demands (``final``: cut inside the
@@ -216,6 +214,7 @@ class _Run:
         if removed is None or not bool(removed.any()):
             return
         self.trainer.swap(plan_shrink(self.arch, index.keeps(removed)))
+        self.threads.network_changed()
         self.macs_now = count_macs(self.arch, self.info.input_size, self.info.in_chans)
         self.penalty.refresh(self.arch, self.trainer.model)
 
@@ -254,7 +253,8 @@ class _Run:
         network = network_columns(self.arch, self.cost_model, self.info.input_size, self.info.in_chans)
         latency = round(self.cost_model.correction, 4) if self.cost_model.metric == "latency" else None
         step, epoch, lr = self.step, round(self.step / self.plan.steps_per_epoch, 3), self.plan.lr_at(self.step)
-        return self.recorder.record(step, epoch, network, self.rho(), lr, metric, self.info.metric_name, latency)
+        row = (step, epoch, network, self.rho(), lr, metric, self.info.metric_name, latency, self.threads.threads)
+        return self.recorder.record(*row)
 
     def result(self, model: HRNASNet, metric: Optional[float], budget: Optional[int]) -> SearchResult:
         cost, measured = self.cost_model.total(self.arch), self.feedback.measured_ms(self.arch)
@@ -291,10 +291,9 @@ def search(
         A :class:`SearchResult` whose ``.model`` is a plain, static ``HRNASNet`` with the trained weights (EMA,
         BatchNorm re-calibrated) and whose ``.arch`` is the found architecture.
     """
-    if "latency_model" in settings:
-        warnings.warn("search(latency_model=...) is deprecated; pass latency_table=...", DeprecationWarning, 2)
-        if settings.get("latency_table") is not None:
-            raise TypeError("pass the latency table once, as latency_table= (latency_model= is its deprecated name)")
-        settings["latency_table"] = settings.pop("latency_model")
-    cfg = (config or SearchConfig()).replace(**settings)
-    return _Run(supernet, train_data, val_data, cfg, loss, metric).run()
+    cfg = (config or SearchConfig()).replace(**renamed_settings(settings))
+    threads = torch.get_num_threads()
+    try:
+        return _Run(supernet, train_data, val_data, cfg, loss, metric).run()
+    finally:
+        torch.set_num_threads(threads)  # the run's choice of threads does not outlive it

@@ -44,6 +44,9 @@ class RunPlan:
         rho_warmup_steps: paper mode: the ramp's length.
         reach, hold, recovery: budget mode: the trajectory's timing (:class:`BudgetController`).
         min_shrink: paper mode: the least cost a shrink check removes at once.
+        rho_limit: budget mode: rho stays within ``[1e-3, rho_limit] x rho_scale``.
+        tail_start: budget mode with ``tail='finetune'``: the step at which the budget is reached, the penalty stops
+            and the learning rate restarts (``None``: no restart).
     """
 
     total_steps: int
@@ -64,6 +67,8 @@ class RunPlan:
     hold: float
     recovery: int
     min_shrink: float
+    rho_limit: float = 10.0
+    tail_start: Optional[int] = None
 
     @property
     def budget(self) -> Optional[int]:
@@ -71,12 +76,17 @@ class RunPlan:
         return self.budgets[-1] if self.budgets else None
 
     def lr_at(self, step: int) -> float:
-        """The learning rate of ``step``: linear warm-up, then cosine or constant."""
-        if step < self.lr_warmup_steps:
-            return self.lr * (step + 1) / self.lr_warmup_steps
+        """The learning rate of ``step``: linear warm-up, then cosine or constant; in a fine-tuned tail the same
+        again from ``tail_start`` over the rest of the run."""
+        start, end, warm = 0, self.total_steps, self.lr_warmup_steps
+        if self.tail_start is not None and step >= self.tail_start:
+            start = self.tail_start
+            warm = min((end - start) // 2, max(10, int(0.05 * (end - start))))
+        if step - start < warm:
+            return self.lr * (step - start + 1) / warm
         if self.lr_schedule == "constant":
             return self.lr
-        t = (step - self.lr_warmup_steps) / max(1, self.total_steps - self.lr_warmup_steps)
+        t = (step - start - warm) / max(1, end - start - warm)
         return 0.5 * self.lr * (1 + math.cos(math.pi * t))
 
     def controller(self) -> Optional[BudgetController]:
@@ -91,9 +101,10 @@ class RunPlan:
             reach=self.reach,
             hold=self.hold,
             rho_min=1e-3 * self.rho_scale,
-            rho_max=10 * self.rho_scale,
+            rho_max=self.rho_limit * self.rho_scale,
             family=list(self.budgets) if len(self.budgets) > 1 else None,
             recovery=self.recovery,
+            finetune_tail=self.tail_start is not None,
             **(LATENCY_BAND if self.metric == "latency" else {}),
         )
 
@@ -142,6 +153,13 @@ def plan_run(
     min_shrink = cfg.min_shrink
     if min_shrink is None:
         min_shrink = min(1e6, 0.005 * start_cost) if metric == "macs" else 0.0
+    recovery = int(cfg.family_recovery * total)
+    tail_start = None
+    if budgets and cfg.tail == "finetune":
+        # where the trajectory arrives at the last budget (the controller's own arithmetic)
+        probe = BudgetController(budgets[-1], start_cost, total, 1.0, reach=cfg.reach, hold=cfg.hold,
+                                 family=budgets if len(budgets) > 1 else None, recovery=recovery)  # fmt: skip
+        tail_start = probe.arrival_step() if probe.arrival_step() < total else None
     return RunPlan(
         total_steps=total,
         steps_per_epoch=steps_per_epoch,
@@ -161,8 +179,10 @@ def plan_run(
         rho_warmup_steps=int(min(cfg.rho_warmup_epochs * steps_per_epoch, total / 2)),
         reach=cfg.reach,
         hold=cfg.hold,
-        recovery=int(cfg.family_recovery * total),
+        recovery=recovery,
         min_shrink=min_shrink,
+        rho_limit=cfg.rho_limit,
+        tail_start=tail_start,
     )
 
 

@@ -68,6 +68,7 @@ class Recorder:
         metric: Optional[float],
         metric_name: str,
         latency_correction: Optional[float] = None,
+        threads: Optional[int] = None,
     ) -> dict:
         """Append (and write) the row of an evaluation at ``step``.
 
@@ -91,6 +92,8 @@ class Recorder:
         }
         if latency_correction is not None:
             row["latency_correction"] = latency_correction
+        if threads is not None:
+            row["threads"] = threads  # intra-op threads at this evaluation (they follow the machine's load)
         self.history.append(row)
         self._losses, self._l1s, self._step_times, self._step_macs = [], [], [], []
         if self.path:
