@@ -34,12 +34,12 @@ import yaml
 
 from hrnas._files import write_atomic
 from hrnas.cost import count_macs
+from hrnas.release.recipes import ZOO_RECIPES, _supernet, proxy_data
 from hrnas.search import loop as search_loop
 from hrnas.search.config import SearchConfig
 from hrnas.search.ema import calibrate_bn
 from hrnas.search.loaders import split_batch, to_device
 from hrnas.search.recipes import build_data
-from hrnas.search.zoo_recipes import ZOO_RECIPES, _supernet, proxy_data
 
 RESULTS = Path(__file__).parent / "results"
 OUT = RESULTS / "search_collapse"

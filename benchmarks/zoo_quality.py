@@ -3,7 +3,7 @@
 For every zoo model with a search recipe (``hrnas_seg_a``, ``hrnas_seg_b``, ``hrnas_pose_a``, ``hrnas_pose_b``,
 ``hrnas_cls_b``) and 2 seeds:
 
-- proxy (the recipe's own data, loss, metric, steps and augmentation, ``hrnas.search.zoo_recipes.run_recipe``):
+- proxy (the recipe's own data, loss, metric, steps and augmentation, ``hrnas.release.recipes.run_recipe``):
   (a) ``search``: the recipe's search, its inherited weights evaluated; (b) ``retrained``: that architecture from
   scratch; (c) ``uniform``: one keep fraction for every kernel path, fitted to the search's MACs at the named
   configuration within 1 %; (d) ``v1``: the first zoo's architecture of the name (``arch_version=1``), retrained.
@@ -36,8 +36,9 @@ from _common import RESULTS, machine, markdown_table, uniform_arch, write_csv
 
 import hrnas
 from hrnas._files import write_atomic
-from hrnas.archs import branch_hidden_channels, zoo_arch
-from hrnas.search.zoo_recipes import ZOO_RECIPES, run_recipe
+from hrnas.arch import branch_hidden_channels
+from hrnas.archs import zoo_arch
+from hrnas.release.recipes import ZOO_RECIPES, run_recipe
 
 MODELS = [n for n, r in ZOO_RECIPES.items() if r.budget and r.space]
 SEEDS = (0, 1)

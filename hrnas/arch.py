@@ -38,6 +38,7 @@ __all__ = [
     "DenseHeadSpec",
     "FuseEdge",
     "StageSpec",
+    "branch_hidden_channels",
     "branch_of",
 ]
 
@@ -814,3 +815,14 @@ def branch_of(block_name: str) -> int | None:
     blocks into it; ``None`` for the head's blocks."""
     m = _BRANCH_BLOCK.match(block_name)
     return int(m.group(1) or m.group(2)) if m else None
+
+
+def branch_hidden_channels(arch: Arch) -> list[int]:
+    """Hidden (depthwise) channels of the blocks that produce each branch, highest resolution first: the branch's
+    own blocks and the fusion blocks into it."""
+    out = [0] * max(stage.num_branches for stage in arch.stages)
+    for name, spec in arch.named_blocks():
+        branch = branch_of(name)
+        if branch is not None:
+            out[branch] += spec.hidden
+    return out

@@ -180,7 +180,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_zoo_build(args: argparse.Namespace) -> int:
-    from .search.zoo_recipes import build_zoo_entry
+    from .release.recipes import build_zoo_entry
 
     entry = build_zoo_entry(args.name, args.output_dir, quick=args.quick, progress=not args.no_progress)
     rec = entry["record"]

@@ -6,9 +6,11 @@ import pytest
 import timm
 
 import hrnas
-from hrnas.archs import branch_hidden_channels, zoo_arch, zoo_card, zoo_entries, zoo_entry
+from hrnas.arch import branch_hidden_channels
+from hrnas.archs import zoo_arch, zoo_entries, zoo_entry
+from hrnas.release.cards import zoo_card
+from hrnas.release.recipes import ZOO_RECIPES
 from hrnas.search.budget import parse_amount
-from hrnas.search.zoo_recipes import ZOO_RECIPES
 
 SHIPPED_SEARCHED = [n for n in zoo_entries() if n in ZOO_RECIPES and ZOO_RECIPES[n].budget]
 

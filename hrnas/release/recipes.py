@@ -1,9 +1,10 @@
 """How every model of the zoo was made: one recipe per name, and the function that runs it.
 
-A searched zoo architecture is sized for a *named configuration* (its task, classes and resolution: ADE20K's 150
-classes at 512x512 for ``hrnas_seg_a``), but searched on data that exists on a small machine (Fashion-MNIST scenes
-at 64x64). The search counts its cost at the named configuration (``input_size`` and ``cost_num_classes``), so the
-budget holds for the network a user builds by name, not for the proxy's smaller head.
+A searched zoo architecture is sized for a *named configuration* (its task, classes and the resolution its budget is
+counted at: ADE20K's 150 classes at 224x224 for ``hrnas_seg_a``, as the original code counts), but searched on data
+that exists on a small machine (the textured proxies of :mod:`hrnas.data.textured`). The search counts its cost at
+the named configuration (``input_size`` and ``cost_num_classes``), so the budget holds for the network a user
+builds by name, not for the proxy's smaller head.
 
 ``hrnas zoo-build NAME --output-dir DIR`` runs a recipe and writes:
 
@@ -28,8 +29,15 @@ import torch
 
 from .._files import write_atomic
 from ..arch import Arch
+from ..archs import released_cls_arch
 from ..cost import count_macs, count_params
-from .recipes import DataSpec, build_data
+from ..hub import save_pretrained
+from ..net import HRNASNet
+from ..search.loop import search
+from ..search.recipes import DataSpec, build_data
+from ..search.supernet import create_supernet
+from ..spaces import get_space
+from .cards import zoo_card
 
 __all__ = ["ZOO_RECIPES", "ZooRecipe", "build_zoo_entry"]
 
@@ -202,13 +210,7 @@ def proxy_data(recipe: ZooRecipe, quick: bool = False) -> DataSpec:
 
 
 def _supernet(recipe: ZooRecipe, num_classes: int):
-    from ..spaces import get_space
-    from .supernet import create_supernet
-
     if recipe.space is None:
-        from ..archs import released_cls_arch
-        from ..net import HRNASNet
-
         return HRNASNet(released_cls_arch("retrain"), num_classes=num_classes)
     space = get_space(recipe.space)
     if space.task != recipe.proxy_task:
@@ -237,8 +239,6 @@ def run_recipe(
     configuration: its head is resized to the proxy's classes) is trained by the same loop with nothing penalised
     or removed. Returns ``(result, data spec)``.
     """
-    from ..net import HRNASNet
-    from .loop import search
 
     seed = recipe.seed if seed is None else seed
     data = proxy_data(recipe, quick)
@@ -277,7 +277,6 @@ def build_zoo_entry(
 
     ``quick`` shrinks the data and the run to a smoke test (the result is not a zoo model). Returns the entry.
     """
-    from ..hub import save_pretrained
 
     if name not in ZOO_RECIPES:
         raise ValueError(f"no zoo recipe named {name!r}; recipes: {', '.join(ZOO_RECIPES)}")
@@ -314,7 +313,6 @@ def build_zoo_entry(
     }
     write_atomic(out / f"{name}.json", json.dumps(entry, indent=1) + "\n")
     if recipe.tag:
-        from ..archs import zoo_card
         from ..data import fashion_mnist, textured
 
         # the proxies are grey images replicated to RGB, normalised by their own statistics
