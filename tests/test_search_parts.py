@@ -117,6 +117,58 @@ def test_budget_cut_takes_the_weakest_units_and_keeps_the_floor(supernet):
     assert not sel.forced and controller.floor_at(10) <= sel.cost_after < start
 
 
+def test_budget_cut_by_importance_per_cost(supernet):
+    """cut_rank='taylor': the units with the least measured importance per unit of cost go first, whatever their
+    gates; without importance the gates decide."""
+    arch = supernet.arch
+    torch.manual_seed(2)
+    state = _state(supernet)
+    importance = {}
+    for k in _gates(arch, state):
+        state[k].uniform_(0.5, 1.0)
+        importance[k] = torch.rand_like(state[k])
+    model = CostModel(SIZE)
+    index = UnitIndex(arch, state, state, model, model.normalizer(arch), importance=importance)
+    start = hrnas.count_macs(arch, SIZE)
+    controller = BudgetController(int(0.5 * start), start, total_steps=100, rho=1.0)
+    sel = select_units(index, 1e-3, controller, step=100, final=True)
+    score = index.importance / index.penalty
+    assert sel.forced and float(score[sel.removed].max()) <= float(score[~sel.removed].min())
+    by_gate = select_units(UnitIndex(arch, state, state, model, model.normalizer(arch)), 1e-3, controller, 100, True)
+    assert not torch.equal(by_gate.removed, sel.removed)
+
+
+def test_trainer_measures_importance_and_slices_it_with_the_network():
+    from hrnas.search.penalty import GatePenalty
+    from hrnas.search.shrink import BlockKeep, plan_shrink
+    from hrnas.search.tasks import get_task
+    from hrnas.search.trainer import Trainer, model_builder
+
+    torch.manual_seed(0)
+    net = hrnas.create_supernet("seg", space="seg_tiny", transformers=False)
+    cfg = SearchConfig(batch_size=2, cut_rank="taylor", ema_decay=0.0)
+    build = model_builder(net)
+    loss = get_task("seg", num_classes=11).loss
+    trainer = Trainer(net, cfg, torch.device("cpu"), 1, build, loss)
+    cost_model = CostModel(SIZE)
+    penalty = GatePenalty(cost_model, cost_model.normalizer(net.arch), False, torch.device("cpu"))
+    penalty.refresh(net.arch, trainer.model)
+    batch = (torch.randn(2, 3, 32, 32), torch.randint(0, 11, (2, 32, 32)))
+    trainer.step(batch, 0.01, 0.0, penalty)
+    assert set(trainer.importance) == set(penalty.names)
+    first = penalty.names[0]
+    assert trainer.importance[first].shape == dict(trainer.model.named_parameters())[first].shape
+    assert all(bool((v >= 0).all()) for v in trainer.importance.values())
+    assert any(float(v.sum()) > 0 for v in trainer.importance.values())
+    block = net.arch.named_blocks()[0][0]
+    keep = torch.arange(5, trainer.model.arch.named_blocks()[0][1].hidden)
+    before = trainer.importance[f"{block}.paths.0.bn2.weight"].clone()
+    trainer.swap(plan_shrink(trainer.model.arch, {block: BlockKeep(channels=keep, tokens=None)}))
+    after = trainer.importance[f"{block}.paths.0.bn2.weight"]
+    assert torch.equal(after, before[5:])  # the kept units keep their measurements
+    assert "importance" in trainer.state_dict()
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Batching
 
@@ -406,12 +458,17 @@ def test_resumed_settings_are_the_saved_runs_but_where_to_write_and_run(tmp_path
 def test_checkpoint_layout_and_the_previous_one(tmp_path):
     parts = dict(arch={}, config={}, step=3, rng={}, trainer={}, penalty={}, controller=None, feedback={}, recorder={})
     write_search_checkpoint(tmp_path / CHECKPOINT_NAME, **parts)
-    assert read_search_checkpoint(tmp_path) == {"version": 2, **parts}  # a run directory or the file
+    assert read_search_checkpoint(tmp_path) == {"version": 3, **parts}  # a run directory or the file
     with pytest.raises(ValueError, match=r"needs \['recorder'\]"):
         write_search_checkpoint(tmp_path / "x.pt", **{k: v for k, v in parts.items() if k != "recorder"})
-    save_checkpoint({"version": 3, **parts}, tmp_path / "future.pt")
-    with pytest.raises(CheckpointError, match="version 3 search checkpoint; this hrnas reads version 2"):
+    save_checkpoint({"version": 4, **parts}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="version 4 search checkpoint; this hrnas reads version 3"):
         read_search_checkpoint(tmp_path / "future.pt")
+    # version 2 (before the fine-tuned tail and the importance ranking): read with the behaviour it ran with
+    save_checkpoint({"version": 2, **parts, "config": {"steps": 5}, "trainer": {"model": {}}}, tmp_path / "v2.pt")
+    v2 = read_search_checkpoint(tmp_path / "v2.pt")
+    assert v2["version"] == 3 and v2["trainer"] == {"model": {}, "importance": {}}
+    assert v2["config"] == {"steps": 5, "tail": "penalised", "cut_rank": "gate"}
     # hrnas before the components: one flat dict, without a version (and early ones without latency fields)
     member = {"step": 2, "budget": 10, "cost": 9, "metric": 0.5, "directory": "f/0-10"}
     old = dict(arch={"a": 1}, config={"steps": 5}, step=4, rng={"torch": torch.zeros(2)}, model={"w": torch.ones(1)},
@@ -419,9 +476,13 @@ def test_checkpoint_layout_and_the_previous_one(tmp_path):
                skipped=1, family=[member])  # fmt: skip
     save_checkpoint(old, tmp_path / "old.pt")
     new = read_search_checkpoint(tmp_path / "old.pt")
-    assert new["version"] == 2 and (new["arch"], new["config"], new["step"]) == ({"a": 1}, {"steps": 5}, 4)
+    assert new["version"] == 3 and (new["arch"], new["step"]) == ({"a": 1}, 4)
+    assert new["config"] == {"steps": 5, "tail": "penalised", "cut_rank": "gate"}
     assert (
-        new["trainer"]["model"]["w"].item() == 1.0 and new["trainer"]["ema"] is None and new["trainer"]["scaler"] == {}
+        new["trainer"]["model"]["w"].item() == 1.0
+        and new["trainer"]["ema"] is None
+        and new["trainer"]["scaler"] == {}
+        and new["trainer"]["importance"] == {}
     )
     assert new["penalty"] == {"normalizer": 2.5} and new["controller"] == {"rho": 1.0}
     assert new["feedback"] == {"correction": 1.0, "checks": [], "measured_arch": None}

@@ -3,7 +3,7 @@
 A search checkpoint is ``{"version": CHECKPOINT_VERSION, "arch", "config", "step", "rng", and one entry per
 component: "trainer", "penalty", "controller", "feedback", "recorder"}``, each component's ``state_dict()``;
 :func:`write_search_checkpoint` and :func:`read_search_checkpoint` are the only writer and reader of that layout
-(a checkpoint of hrnas 0.1 before issue 18, flat and without a version, is read as version 2).
+(a checkpoint of hrnas 0.1 before issue 18, flat and without a version, is read as version 2, and version 2 as 3).
 
 A checkpoint file is a one-line header (a magic string and the SHA-256 of the payload) followed by a
 ``torch.save`` payload that holds only tensors and plain Python values. It is written to a temporary file,
@@ -40,7 +40,7 @@ __all__ = [
 
 MAGIC = b"HRNAS-CHECKPOINT-1 sha256="
 CHECKPOINT_NAME = "checkpoint.pt"  # in a run's output directory
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
 COMPONENTS = ("trainer", "penalty", "controller", "feedback", "recorder")
 
 
@@ -97,6 +97,8 @@ def read_search_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     state = load_checkpoint(path)
     if "version" not in state:
         state = _from_version_1(state)
+    if state["version"] == 2:
+        state = _from_version_2(state)
     if state["version"] != CHECKPOINT_VERSION:
         raise CheckpointError(
             f"{os.fspath(path)!r} is a version {state['version']!r} search checkpoint; this hrnas reads version "
@@ -126,6 +128,13 @@ def _from_version_1(old: dict[str, Any]) -> dict[str, Any]:
         },
         "recorder": {"history": old["history"], "family": family, "skipped": old["skipped"]},
     }
+
+
+def _from_version_2(old: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 in version 3's layout: no measured importance yet, and the settings that did not exist then at the
+    values that version ran with (a penalised tail, cuts ranked by gate)."""
+    config = {"tail": "penalised", "cut_rank": "gate", **old["config"]}
+    return {**old, "version": 3, "config": config, "trainer": {**old["trainer"], "importance": {}}}
 
 
 def rng_state() -> dict[str, Any]:

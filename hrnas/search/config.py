@@ -86,6 +86,9 @@ class SearchConfig:
             keeps the penalty, lowered step by step, and the schedule running (before 0.2; see docs/search.md for
             the measurements behind the change).
         rho_limit: budget mode: the controller keeps rho within ``[1e-3, rho_limit] x`` its natural scale.
+        cut_rank: budget mode, how units the trajectory forces out are ranked: ``'taylor'`` (default) by their
+            measured importance per unit of cost (the running mean of ``|gamma * dL/dgamma|``, the loss their removal
+            would add to first order, over their cost), ``'gate'`` by ``|gamma|`` alone (before 0.2).
 
     Evaluation and bookkeeping:
         ema_decay: EMA decay at batch 4096 (adjusted to the batch size as in the paper); 0 disables the EMA.
@@ -140,6 +143,7 @@ class SearchConfig:
     hold: float = 0.0
     tail: str = "finetune"
     rho_limit: float = 10.0
+    cut_rank: str = "taylor"
 
     ema_decay: float = 0.9999
     calib_batches: int = 10
@@ -168,6 +172,7 @@ class SearchConfig:
             "l1": ("proximal", "subgradient"),
             "on_nan": ("stop", "skip"),
             "tail": ("finetune", "penalised"),
+            "cut_rank": ("taylor", "gate"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -202,7 +202,9 @@ class _Run:
         budget, or inside the family member's ``budget``)."""
         trainer, equal = self.trainer, self.cfg.penalty == "equal"
         ema = trainer.ema.shadow if trainer.ema is not None else None
-        index = UnitIndex(self.arch, trainer.model.state_dict(), ema, self.cost_model, self.penalty.normalizer, equal)
+        importance = trainer.importance if self.cfg.cut_rank == "taylor" else None
+        index = UnitIndex(self.arch, trainer.model.state_dict(), ema, self.cost_model, self.penalty.normalizer, equal,
+                          importance)  # fmt: skip
         removed = self.choose(index, final, budget) if self.rank == 0 else None
         if self.world > 1:
             # rank 0 decides (and measures); every rank applies the same removal, rho and latency correction

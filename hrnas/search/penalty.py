@@ -36,21 +36,25 @@ class GatePenalty:
         self.equal = equal
         self.device = device
         self.gates: List[tuple[torch.Tensor, torch.Tensor]] = []
+        self.names: List[str] = []  # the gates' parameter names, in the order of ``gates``
 
     def refresh(self, arch: Arch, model: nn.Module) -> None:
         """Pair every gate parameter of ``model`` (built from ``arch``) with its penalties."""
         pens = self.cost_model.penalties(arch, self.normalizer, equal=self.equal)
         params = dict(model.named_parameters())
-        self.gates = []
+        self.gates, self.names = [], []
         for name, spec in arch.named_blocks():
             vec, tok = pens[name]
             start = 0
             for i, (_, n) in enumerate(spec.paths):
-                self.gates.append((params[f"{name}.paths.{i}.bn2.weight"], vec[start : start + n].to(self.device)))
+                key = f"{name}.paths.{i}.bn2.weight"
+                self.gates.append((params[key], vec[start : start + n].to(self.device)))
+                self.names.append(key)
                 start += n
             if spec.tokens:
-                p = params[f"{name}.transformer.input_norm.weight"]
-                self.gates.append((p, torch.full_like(p, tok)))
+                key = f"{name}.transformer.input_norm.weight"
+                self.gates.append((params[key], torch.full_like(params[key], tok)))
+                self.names.append(key)
 
     def l1(self) -> torch.Tensor:
         """``sum(penalty * |gamma|)`` (differentiable)."""

@@ -35,13 +35,18 @@ class UnitIndex:
         cost_model: CostModel,
         normalizer: float,
         equal_penalty: bool = False,
+        importance: Optional[Dict[str, torch.Tensor]] = None,
     ) -> None:
         self.arch = arch
         self.cost_model = cost_model
         self.names = [n for n, _ in arch.named_blocks()]
         self.specs = [b for _, b in arch.named_blocks()]
         penalties = cost_model.penalties(arch, normalizer, equal=equal_penalty)
-        blocks, slots, kinds, locals_, gates, gates_ema, pens = [], [], [], [], [], [], []
+        blocks, slots, kinds, locals_, gates, gates_ema, pens, imps = [], [], [], [], [], [], [], []
+
+        def importance_of(keys: list[str]) -> torch.Tensor:
+            return torch.cat([importance[k].float().cpu() for k in keys])
+
         self.slot_of_path = []  # for each block: list of slot ids, one per existing path; tokens get their own slot
         slot = 0
         for bi, (name, spec) in enumerate(zip(self.names, self.specs)):
@@ -63,6 +68,8 @@ class UnitIndex:
                 gates.append(g)
                 gates_ema.append(ge)
                 pens.append(pvec.float())
+                if importance is not None:
+                    imps.append(importance_of(keys))
             if spec.tokens:
                 n = spec.tokens
                 g = state[f"{name}.transformer.input_norm.weight"].detach().float().cpu().abs()
@@ -74,6 +81,8 @@ class UnitIndex:
                 gates.append(g)
                 gates_ema.append(ge)
                 pens.append(torch.full((n,), float(ptok)))
+                if importance is not None:
+                    imps.append(importance_of([f"{name}.transformer.input_norm.weight"]))
                 path_slots.append(slot)
                 slot += 1
             self.slot_of_path.append(path_slots)
@@ -86,6 +95,9 @@ class UnitIndex:
         self.gate = torch.cat(gates) if gates else torch.zeros(0)
         self.gate_ema = torch.cat(gates_ema) if gates_ema else torch.zeros(0)
         self.penalty = torch.cat(pens) if pens else torch.zeros(0)
+        # per unit, the first-order (Taylor) estimate of the loss its removal would add: |gamma * dL/dgamma|,
+        # averaged over recent steps by the trainer (None: cuts are ranked by the gates alone)
+        self.importance = (torch.cat(imps) if imps else torch.zeros(0)) if importance is not None else None
 
     def __len__(self) -> int:
         return len(self.gate)
@@ -172,10 +184,15 @@ def select_units(
     # while rank cuts removed live ones). At the end the EMA weights, which are the deliverable, decide.
     gate = index.gate_ema if final else index.gate
     dead = gate <= threshold if final else (index.gate <= threshold) | (index.gate_ema <= threshold)
-    # Forced removals go by gate alone, as the paper's threshold rule does (a raised threshold): the cost is already
-    # in the gates, whose L1 pull is weighted by it. Dividing by the cost again made every cut, even one made before
-    # the gates had spread apart, take the most expensive units (the high-resolution branches) first.
-    score = gate
+    # Forced removals go by the importance a unit has per unit of cost when the trainer measured it (the first-order
+    # estimate of the loss its removal adds, divided by what it costs): cut to a few per cent of the supernet, a
+    # ranking by gate alone removed whole high-resolution branches and the head, whose gates the cost-weighted pull
+    # had shrunk fastest (benchmarks/results/search_collapse.md). Without measured importance: by gate alone, as the
+    # paper's threshold rule does (a raised threshold).
+    if index.importance is not None:
+        score = index.importance / index.penalty.clamp(min=1e-12)
+    else:
+        score = gate
 
     if controller is None:
         after = index.cost_without(dead)

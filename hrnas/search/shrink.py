@@ -74,14 +74,19 @@ class ShrinkPlan:
         """The old key and slices a new key comes from (identity for everything the plan did not touch)."""
         return self.sources.get(new_key, (new_key, []))
 
-    def apply(self, old_state: Dict[str, torch.Tensor], new_keys: List[str]) -> Dict[str, torch.Tensor]:
-        """Build the new network's state (model or EMA) from ``old_state``, folding removed channels."""
+    def sliced(self, old_state: Dict[str, torch.Tensor], new_keys: List[str]) -> Dict[str, torch.Tensor]:
+        """The kept part of every tensor of ``old_state`` under its new name (for per-unit statistics shaped like the
+        parameters they describe); keys the old state lacks are left out."""
         new_state: Dict[str, torch.Tensor] = {}
         for key in new_keys:
             old_key, slices = self.source_of(key)
-            if old_key not in old_state:
-                continue
-            new_state[key] = _slice(old_state[old_key], slices)
+            if old_key in old_state:
+                new_state[key] = _slice(old_state[old_key], slices)
+        return new_state
+
+    def apply(self, old_state: Dict[str, torch.Tensor], new_keys: List[str]) -> Dict[str, torch.Tensor]:
+        """Build the new network's state (model or EMA) from ``old_state``, folding removed channels."""
+        new_state = self.sliced(old_state, new_keys)
         for fold in self.folds:
             _apply_fold(fold, old_state, new_state)
         for tfold in self.transformer_folds:

@@ -85,6 +85,9 @@ class Trainer:
         decay = cfg.ema_decay ** (global_batch / 4096) if cfg.ema_decay else 0.0
         self.ema = EMA(model, decay) if cfg.ema_decay else None
         self._ddp: Optional[nn.Module] = None  # wrapped when first trained: after a resumed state is loaded
+        # cut_rank='taylor': per gate parameter, the running mean of |gamma * dL/dgamma| (the loss a unit's removal
+        # would add, to first order), which ranks the units the budget forces out
+        self.importance: dict[str, torch.Tensor] = {}
 
     def _make_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         cfg = self.cfg
@@ -144,6 +147,8 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)
         # the norm is computed either way: a non-finite gradient must never reach the weights (fp16's loss scaler
         # skips such steps by itself, and lowers its scale)
+        if cfg.cut_rank == "taylor":
+            self._track_importance(penalty, rho if cfg.l1 == "subgradient" else 0.0)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or float("inf"))
         if not torch.isfinite(norm) and not self.scaler.is_enabled():
             self._non_finite("the gradient norm", norm.item())
@@ -157,6 +162,22 @@ class Trainer:
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - t0
         return loss.item(), l1.item(), seconds
+
+    @torch.no_grad()
+    def _track_importance(self, penalty: GatePenalty, rho: float, decay: float = 0.9) -> None:
+        """Fold this step's ``|gamma * dL/dgamma|`` of every gate into its running mean (the task loss's gradient: an
+        L1 term in the loss, ``rho > 0``, has its own gradient taken out)."""
+        for name, (g, pen) in zip(penalty.names, penalty.gates):
+            if g.grad is None:
+                continue
+            grad = g.grad - rho * pen * g.sign() if rho else g.grad
+            now = (g * grad).abs().float()
+            if not torch.isfinite(now).all():
+                continue  # this step's gradient is not finite and will not be applied either
+            old = self.importance.get(name)
+            self.importance[name] = (
+                now if old is None or old.shape != now.shape else old.mul_(decay).add_(now, alpha=1 - decay)
+            )
 
     def _non_finite(self, what: str, value: float) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -172,6 +193,7 @@ class Trainer:
         shrink_optimizer_state(old_opt, old_model, self.optimizer, self.model, plan)
         if self.ema is not None:
             self.ema.shadow = plan.apply(self.ema.shadow, list(self.model.state_dict().keys()))
+        self.importance = plan.sliced(self.importance, list(self.model.state_dict().keys()))
         self._ddp = None
 
     def averaged_model(self) -> HRNASNet:
@@ -186,6 +208,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "scaler": self.scaler.state_dict(),
+            "importance": dict(self.importance),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -195,3 +218,4 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         if state["scaler"]:  # empty when saved by a disabled scaler (CPU, or no fp16)
             self.scaler.load_state_dict(state["scaler"])
+        self.importance = dict(state["importance"])
