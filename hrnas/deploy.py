@@ -31,6 +31,7 @@ from torch import nn
 
 from ._files import write_atomic
 from ._measure import cache_dir, device_key, median_time
+from ._size import pair
 from .layers import ConvBnAct, KernelPath, LightweightTransformer, MixedKernelBlock
 
 __all__ = ["deploy", "device_key", "fold_bn", "merge_paths"]
@@ -221,10 +222,11 @@ def deploy(
     _fold_model(base)
     param = next(base.parameters())
     device, dtype = param.device, param.dtype
+    in_chans = getattr(model, "in_chans", None) or getattr(getattr(model, "model", None), "in_chans", 3)
     if input_size is None:
         cfg = getattr(model, "pretrained_cfg", None) or {}
         input_size = tuple(cfg.get("input_size", (3, 224, 224))[-2:])
-    in_chans = getattr(model, "in_chans", None) or getattr(getattr(model, "model", None), "in_chans", 3)
+    input_size = pair(input_size, in_chans)
     x = torch.randn(batch_size, in_chans, *input_size, device=device, dtype=dtype)
     path = None if cache_path is None else Path(default_cache_path() if cache_path == "default" else cache_path)
     cache = _TuningCache(path)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ._files import atomic_path
+from ._size import pair
 from .deploy import deploy
 from .zoo import create_model
 
@@ -27,11 +28,12 @@ FORMATS = ("onnx", "torchscript", "exported_program")
 
 
 def _example(model: nn.Module, input_size: Optional[Tuple[int, int]], batch_size: int) -> torch.Tensor:
+    in_chans = getattr(model, "in_chans", 3)
     if input_size is None:
         cfg = getattr(model, "pretrained_cfg", None) or {}
         input_size = tuple(cfg.get("input_size", (3, 224, 224))[-2:])
+    input_size = pair(input_size, in_chans)
     param = next(model.parameters())
-    in_chans = getattr(model, "in_chans", 3)
     return torch.randn(batch_size, in_chans, *input_size, device=param.device, dtype=param.dtype)
 
 

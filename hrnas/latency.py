@@ -42,6 +42,7 @@ import torch
 
 from ._files import write_atomic
 from ._measure import cache_dir, device_key, median_time
+from ._size import pair
 from .arch import Arch, BlockSpec
 from .cost import block_input_sizes
 from .layers import MixedKernelBlock
@@ -100,6 +101,7 @@ def measure_latency(
     With ``reference`` (a table that keeps a reference network), the model is timed side by side with that network
     over three to five rounds and the result is in the table's time (see the module docstring).
     """
+    input_size = pair(input_size, in_chans)
     if reference is None or reference.reference is None:
         (ms,) = measure_latencies([model], input_size, batch_size, 1, repeats, device, in_chans)
         return ms
@@ -414,8 +416,7 @@ def latency_table(
 ) -> LatencyTable:
     """The latency table of ``supernet``'s space at ``input_size`` on this device: from the cache when one was built
     with the same device, thread count and torch version, otherwise measured now (and cached)."""
-    if isinstance(input_size, int):
-        input_size = (input_size, input_size)
+    input_size = pair(input_size, build_kwargs.get("in_chans"))
     space = space or supernet.task
     device = torch.device(device)
     path = _cache_path(device_key(device), supernet, space, tuple(input_size), batch_size)

@@ -131,8 +131,8 @@ def profile(
         if "input_size" not in cfg:
             raise ValueError("input_size is required for a model without a pretrained_cfg input size")
         input_size = tuple(cfg["input_size"][-2:])
-    h, w = pair(input_size)
     in_chans = getattr(model, "in_chans", 3)
+    h, w = pair(input_size, in_chans)
     param = next(model.parameters(), None)
     x = torch.zeros(batch_size, in_chans, h, w, device=param.device if param is not None else "cpu")
 

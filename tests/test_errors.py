@@ -60,3 +60,21 @@ def test_dense_models_reject_pooling_and_dropout():
 def test_profile_rejects_unknown_convention():
     with pytest.raises(ValueError, match=r"convention must be one of \['paper', 'full'\]"):
         hrnas.profile(hrnas.create_model("hrnas_supernet_tiny_cls"), 32, convention="flops")
+
+
+def test_input_size_in_timm_form_and_wrong_forms(tmp_path):
+    """Every input_size= takes (H, W), an int, or timm's (C, H, W) with C checked; other shapes get one sentence."""
+    model = hrnas.create_model("hrnas_supernet_tiny_cls").eval()
+    cfg_size = model.pretrained_cfg["input_size"]  # (3, 32, 32), timm's form
+    assert hrnas.profile(model, cfg_size).input_size == (32, 32) == hrnas.profile(model, (32, 32)).input_size
+    out = tmp_path / "m.pt"
+    hrnas.export(model, out, format="torchscript", input_size=(3, 40, 48))
+    assert out.is_file()
+    assert hrnas.deploy(model, input_size=(3, 32, 32), tune=False, cache_path=None)(torch.randn(1, 3, 32, 32)).shape
+    assert hrnas.measure_latency(model, (3, 32, 32), repeats=2) > 0
+    with pytest.raises(ValueError, match=r"input_size \(1, 32, 32\) has 1 channels but the model takes 3"):
+        hrnas.profile(model, (1, 32, 32))
+    with pytest.raises(ValueError, match=r"input_size must be \(height, width\), \(channels, height, width\) or an"):
+        hrnas.export(model, tmp_path / "n.pt", format="torchscript", input_size=(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="input_size must be"):
+        hrnas.SearchConfig(input_size=(32,))
