@@ -83,10 +83,8 @@ class _Run:
         self.data = RunData(train_data, val_data, cfg, self.rank, self.world, self.device)
         start, fixed = self.cost_model.total(supernet.arch), self.cost_model.fixed(supernet.arch)
         metric_kind = self.cost_model.metric
-        self.plan = plan_run(
-            cfg, self.data.steps_per_epoch, task=arch.task, metric=metric_kind, start_cost=start, fixed_cost=fixed,
-            input_size=size,
-        )  # fmt: skip
+        self.plan = plan_run(cfg, self.data.steps_per_epoch, task=arch.task, metric=metric_kind, start_cost=start,
+                             fixed_cost=fixed, input_size=size)  # fmt: skip
         self.controller, self.ramp = self.plan.controller(), self.plan.ramp()
 
         self.build = model_builder(supernet)
@@ -100,7 +98,7 @@ class _Run:
         self.feedback = LatencyFeedback(self.cost_model, budgets, wanted, self.build, self.device, in_chans)
         self.recorder = Recorder(cfg.output_dir if self.rank == 0 else None)
         self.threads = ThreadTuner(cfg.threads)
-        self.info = RunInfo(self.make_metric().name, size, in_chans, metric_kind, supernet.arch, cfg)
+        self.info = RunInfo(self.make_metric().name, size, in_chans, metric_kind, supernet.arch, cfg, self.plan)
         self.step = 0
         if resume:
             self.load_state_dict(resume)

@@ -108,6 +108,19 @@ class RunPlan:
             **(LATENCY_BAND if self.metric == "latency" else {}),
         )
 
+    def schedule(self, points: int = 100) -> dict[str, Any]:
+        """What the plots of a run draw besides its history: the supernet's cost, the trajectory the controller
+        steers along (``(step, cost)``, budget mode), where the run must end (fractions of the budget) and where the
+        fine-tuned tail starts."""
+        controller = self.controller()
+        steps = sorted({round(i * self.total_steps / points) for i in range(points + 1)})
+        return {
+            "start_cost": self.start_cost,
+            "trajectory": [(s, controller.target(s)) for s in steps] if controller is not None else [],
+            "band": ((LATENCY_BAND["lower"] if self.metric == "latency" else 0.9), 1.0),
+            "tail_start": self.tail_start,
+        }
+
     def ramp(self) -> Optional[RhoRamp]:
         """The paper's rho ramp (paper mode), or ``None`` (budget mode)."""
         return None if self.budgets else RhoRamp(self.rho, self.rho_warmup_steps)

@@ -47,6 +47,7 @@ def plot_history(
     budget: Optional[float] = None,
     band: tuple[float, float] = (0.9, 1.0),
     trajectory: Optional[Sequence[tuple[int, float]]] = None,
+    tail_start: Optional[int] = None,
     kind: str = "macs",
 ) -> Optional[Path]:
     """``search.png``: the cost from the supernet (step 0) to the end with the budget band and the planned
@@ -57,6 +58,7 @@ def plot_history(
         start_cost: the supernet's cost, drawn at step 0.
         budget: the budget (in the cost's unit); ``band`` is where the run must end, as fractions of it.
         trajectory: ``(step, cost)`` points of the cost the budget controller steered towards.
+        tail_start: the step from which the penalty was off and the learning rate restarted (shaded).
         kind: ``'macs'``, ``'params'`` or ``'latency'`` (microseconds), for the axis label.
     """
     plt = _pyplot()
@@ -95,13 +97,21 @@ def plot_history(
     if pts:
         ax_metric.plot([p[0] for p in pts], [p[1] for p in pts], "s-", color="tab:orange",
                        label=f"validation {metric_name} (EMA weights, BatchNorm re-calibrated)")  # fmt: skip
-        ax_metric.legend(loc="lower right", fontsize=8)
+        ax_metric.legend(loc="best", fontsize=8)
     else:
         ax_metric.text(0.5, 0.5, "no validation data", ha="center", va="center", transform=ax_metric.transAxes)
     ax_metric.set_ylabel(metric_name)
-    ax_rho.semilogy([r["step"] for r in history], [max(r["rho"], 1e-12) for r in history], ".-", color="tab:gray",
-                    label="rho (L1 strength on the gates)")  # fmt: skip
-    ax_rho.legend(loc="upper right", fontsize=8)
+    penalised = [(r["step"], r["rho"]) for r in history if r["rho"] > 0]
+    if penalised:
+        ax_rho.semilogy([p[0] for p in penalised], [p[1] for p in penalised], ".-", color="tab:gray",
+                        label="rho (L1 strength on the gates)")  # fmt: skip
+    if tail_start is not None:
+        for i, a in enumerate((ax, ax_metric, ax_rho)):
+            a.axvspan(tail_start, steps[-1], color="tab:purple", alpha=0.08,
+                      label="fine-tuned tail: no penalty, learning rate restarted" if i == 1 else None)  # fmt: skip
+        ax_metric.legend(loc="best", fontsize=8)
+    if penalised:
+        ax_rho.legend(loc="upper right", fontsize=8)
     ax_rho.set_ylabel("rho")
     ax_rho.set_xlabel("step")
     ax_rho.set_xlim(left=0)

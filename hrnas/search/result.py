@@ -15,7 +15,16 @@ from ..hub import load_pretrained, save_pretrained
 from ..net import HRNASNet
 from .plots import plot_arch, plot_history
 
-__all__ = ["RunInfo", "SearchResult", "budget_label"]
+__all__ = ["RunInfo", "SearchResult", "budget_label", "searched_name"]
+
+
+def searched_name(supernet_name: str, budget: Optional[float], kind: str) -> str:
+    """The name of a searched network: its space and its budget (``seg_tiny_20M``, ``seg_tiny_3M_params``,
+    ``seg_tiny_12.5ms``), or ``<space>_searched`` without a budget."""
+    space = supernet_name.removeprefix("supernet_")
+    if budget is None:
+        return f"{space}_searched"
+    return f"{space}_{budget_label(budget, kind)}" + ("_params" if kind == "params" else "")
 
 
 def budget_label(budget: float, kind: str) -> str:
@@ -48,6 +57,9 @@ class SearchResult:
             the run (``None`` for other budgets, or with ``latency_feedback=False``).
         family: for a run with several budgets, one result per budget, largest first (the last is this one);
             empty otherwise.
+        schedule: the run's plan, for the plots: ``start_cost`` (the supernet's, in the budget's unit),
+            ``trajectory`` (the ``(step, cost)`` points the budget controller steered along), ``band`` (where the
+            run had to end, as fractions of the budget) and ``tail_start`` (where the fine-tuned tail began).
     """
 
     arch: Arch
@@ -65,6 +77,7 @@ class SearchResult:
     cost: Optional[int] = None
     family: list[SearchResult] = field(repr=False, default_factory=list)
     measured_latency_ms: Optional[float] = None
+    schedule: dict = field(repr=False, default_factory=dict)
 
     def summary(self) -> str:
         """Before/after costs, the metric and the architecture, for people."""
@@ -73,7 +86,8 @@ class SearchResult:
         macs0 = count_macs(self.supernet_arch.with_num_classes(self.arch.num_classes), self.input_size, in_chans)
         params0 = count_params(self.supernet_arch.with_num_classes(self.arch.num_classes), in_chans)
         lines = [summary(self.arch, input_size=self.input_size), ""]
-        lines.append(f"supernet: {macs0 / 1e6:10.2f} MMACs {params0 / 1e6:8.3f} M params  (at {h}x{w})")
+        lines.append(f"supernet: {macs0 / 1e6:10.2f} MMACs {params0 / 1e6:8.3f} M params  (at {h}x{w}; "
+                     f"searched from {self.supernet_arch.name!r})")  # fmt: skip
         lines.append(
             f"searched: {self.macs / 1e6:10.2f} MMACs {self.params / 1e6:8.3f} M params  "
             f"({self.macs / macs0:.1%} of the MACs, {self.params / params0:.1%} of the params)"
@@ -111,7 +125,8 @@ class SearchResult:
         write_atomic(directory / "history.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
         if self.config is not None:
             self.config.save_yaml(directory / "config.yaml")
-        plot_history(self.history, directory / "search.png")
+        plot_history(self.history, directory / "search.png", budget=self.budget, kind=self.budget_kind,
+                     **self.schedule)  # fmt: skip
         plot_arch(self.arch, self.supernet_arch, directory / "arch.png")
         for i, member in enumerate(self.family[:-1]):
             member.save(directory / "family" / f"{i}-{budget_label(member.budget, member.budget_kind)}")
@@ -136,6 +151,7 @@ class RunInfo:
     budget_kind: str
     supernet_arch: Arch
     config: Any = field(repr=False, default=None)
+    plan: Any = field(repr=False, default=None)  # the run's RunPlan: start cost, trajectory and band, for plots
 
     def result(
         self,
@@ -147,7 +163,10 @@ class RunInfo:
         cost: Optional[int],
         measured_latency_ms: Optional[float],
     ) -> SearchResult:
-        """The result for the network ``arch`` (trained weights in ``model``), with its costs counted."""
+        """The result for the network ``arch`` (trained weights in ``model``), with its costs counted, named after
+        its space and budget (``seg_tiny_20M``; the supernet it was searched from is provenance, not its name)."""
+        arch = arch.replace(name=searched_name(self.supernet_arch.name, budget, self.budget_kind))
+        model.arch = arch
         return SearchResult(
             arch=arch,
             model=model,
@@ -163,6 +182,7 @@ class RunInfo:
             config=self.config,
             cost=cost,
             measured_latency_ms=measured_latency_ms,
+            schedule=self.plan.schedule() if self.plan is not None else {},
         )
 
     def load_member(self, entry: dict) -> SearchResult:
