@@ -5,16 +5,23 @@ Shared by :mod:`hrnas.deploy` (per-block implementation choices) and :mod:`hrnas
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-__all__ = ["cache_dir", "cpu_name", "device_key", "median_time"]
+from .threads import LoadWatch
+
+__all__ = ["cache_dir", "cpu_name", "device_key", "median_time", "timing_load_watch"]
+
+# others keeping this many CPUs busy while a measurement runs make it worth a warning
+BUSY_WARNING = 0.5
 
 
 def cpu_name() -> str:
@@ -49,6 +56,23 @@ def median_time(fn: Callable[[], object], device: torch.device, repeats: int = 5
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+@contextlib.contextmanager
+def timing_load_watch(what: str, device: torch.device):
+    """Around a measurement on the CPU: warn when other processes kept CPUs busy meanwhile (the timings are then
+    inflated, by how much depends on the thread count: ``device_key`` records it)."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    with LoadWatch() as watch:
+        yield
+    if watch.busy >= BUSY_WARNING:
+        warnings.warn(
+            f"{what} ran while other processes kept {watch.busy:.1f} of {len(watch.cpus)} CPUs busy (with "
+            f"{torch.get_num_threads()} threads); its timings may be inflated: measure again when the machine is idle",
+            stacklevel=3,
+        )
 
 
 def cache_dir() -> Path:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._files import write_atomic
-from ._measure import cache_dir, device_key, median_time
+from ._measure import cache_dir, device_key, median_time, timing_load_watch
 from ._size import pair
 from .layers import ConvBnAct, KernelPath, LightweightTransformer, MixedKernelBlock
 
@@ -236,20 +236,21 @@ def deploy(
         formats = [torch.channels_last, torch.contiguous_format]
     else:
         formats = [torch.channels_last if channels_last else torch.contiguous_format]
-    best = None
-    for fmt in formats:
-        candidate = copy.deepcopy(base) if len(formats) > 1 else base
-        if tune:
-            _tune_paths(candidate, x, cache, key, fmt)
-        candidate = candidate.to(memory_format=fmt)
-        if len(formats) == 1:
-            best = (0.0, fmt, candidate)
-            break
-        xx = x.contiguous(memory_format=fmt)
-        with torch.inference_mode():
-            t = median_time(lambda c=candidate, xx=xx: c(xx), device, repeats=3, warmup=1)
-        if best is None or t < best[0]:
-            best = (t, fmt, candidate)
+    with timing_load_watch("hrnas.deploy (choosing forms by timing them)", device):
+        best = None
+        for fmt in formats:
+            candidate = copy.deepcopy(base) if len(formats) > 1 else base
+            if tune:
+                _tune_paths(candidate, x, cache, key, fmt)
+            candidate = candidate.to(memory_format=fmt)
+            if len(formats) == 1:
+                best = (0.0, fmt, candidate)
+                break
+            xx = x.contiguous(memory_format=fmt)
+            with torch.inference_mode():
+                t = median_time(lambda c=candidate, xx=xx: c(xx), device, repeats=3, warmup=1)
+            if best is None or t < best[0]:
+                best = (t, fmt, candidate)
     cache.save()
     _, fmt, deployed = best
     deployed.deployed = True

@@ -41,7 +41,7 @@ from typing import Callable, Iterable, Optional, Sequence
 import torch
 
 from ._files import write_atomic
-from ._measure import cache_dir, device_key, median_time
+from ._measure import cache_dir, device_key, median_time, timing_load_watch
 from ._size import pair
 from .arch import Arch, BlockSpec
 from .cost import block_input_sizes
@@ -102,6 +102,11 @@ def measure_latency(
     over three to five rounds and the result is in the table's time (see the module docstring).
     """
     input_size = pair(input_size, in_chans)
+    with timing_load_watch("measure_latency", torch.device(device)):
+        return _measure_latency(model, input_size, batch_size, repeats, device, in_chans, reference)
+
+
+def _measure_latency(model, input_size, batch_size, repeats, device, in_chans, reference) -> float:
     if reference is None or reference.reference is None:
         (ms,) = measure_latencies([model], input_size, batch_size, 1, repeats, device, in_chans)
         return ms
@@ -331,43 +336,44 @@ class LatencyTable:
 
         time_block = time_block or measure_block
 
-        blocks = {}
-        for i, (shape, (spec, hw)) in enumerate(shapes.items()):
-            if progress:
-                progress(f"block shape {i + 1}/{len(shapes)}: {shape}")
-            empty = spec.replace(channels=tuple(0 for _ in spec.kernels), tokens=0)
-            base = time_block(empty, hw)
-            paths, channels = {}, {}
-            for k_index, (k, full) in enumerate(zip(spec.kernels, spec.channels)):
-                if full == 0:
-                    continue
-                widths = sorted({1, max(1, full // 2), full})
-                ys = []
-                for h in widths:
-                    only = tuple(h if j == k_index else 0 for j in range(len(spec.kernels)))
-                    ys.append(time_block(empty.replace(channels=only), hw) - base)
-                intercept, slope = _fit_line([float(h) for h in widths], ys)
-                paths[k] = max(intercept, 0.0)
-                channels[k] = max(slope, 0.0)
-            token = (0.0, 0.0, 0.0)
-            if spec.tokens > 0:
-                counts = sorted({1, max(1, spec.tokens // 4), max(1, spec.tokens // 2), spec.tokens})
-                ys = [time_block(empty.replace(tokens=n), hw) - base for n in counts]
-                token = _fit_token_curve([float(n) for n in counts], ys)
-            blocks[shape] = BlockLatency(base, paths, channels, tuple(token))
+        with timing_load_watch("building the latency table", device):
+            blocks = {}
+            for i, (shape, (spec, hw)) in enumerate(shapes.items()):
+                if progress:
+                    progress(f"block shape {i + 1}/{len(shapes)}: {shape}")
+                empty = spec.replace(channels=tuple(0 for _ in spec.kernels), tokens=0)
+                base = time_block(empty, hw)
+                paths, channels = {}, {}
+                for k_index, (k, full) in enumerate(zip(spec.kernels, spec.channels)):
+                    if full == 0:
+                        continue
+                    widths = sorted({1, max(1, full // 2), full})
+                    ys = []
+                    for h in widths:
+                        only = tuple(h if j == k_index else 0 for j in range(len(spec.kernels)))
+                        ys.append(time_block(empty.replace(channels=only), hw) - base)
+                    intercept, slope = _fit_line([float(h) for h in widths], ys)
+                    paths[k] = max(intercept, 0.0)
+                    channels[k] = max(slope, 0.0)
+                token = (0.0, 0.0, 0.0)
+                if spec.tokens > 0:
+                    counts = sorted({1, max(1, spec.tokens // 4), max(1, spec.tokens // 2), spec.tokens})
+                    ys = [time_block(empty.replace(tokens=n), hw) - base for n in counts]
+                    token = _fit_token_curve([float(n) for n in counts], ys)
+                blocks[shape] = BlockLatency(base, paths, channels, tuple(token))
 
-        table = cls(device_key(device), space, input_size, batch_size, blocks)
-        # whole networks: the supernet, the empty network and random ones between
-        rng = random.Random(seed)
-        empty_net = supernet.with_blocks(
-            [b.replace(channels=(0,) * len(b.kernels), tokens=0) for b in supernet.blocks()]
-        )
-        archs = [supernet, empty_net]
-        archs += [random_arch(supernet, rng.uniform(0.05, 0.8), rng) for _ in range(calibration_archs)]
-        if progress:
-            progress(f"{len(archs)} whole networks, {rounds} rounds")
-        sums = [sum(table.block_latencies(arch).values()) for arch in archs]
-        measured = measure_networks(archs)
+            table = cls(device_key(device), space, input_size, batch_size, blocks)
+            # whole networks: the supernet, the empty network and random ones between
+            rng = random.Random(seed)
+            empty_net = supernet.with_blocks(
+                [b.replace(channels=(0,) * len(b.kernels), tokens=0) for b in supernet.blocks()]
+            )
+            archs = [supernet, empty_net]
+            archs += [random_arch(supernet, rng.uniform(0.05, 0.8), rng) for _ in range(calibration_archs)]
+            if progress:
+                progress(f"{len(archs)} whole networks, {rounds} rounds")
+            sums = [sum(table.block_latencies(arch).values()) for arch in archs]
+            measured = measure_networks(archs)
         # relative errors are what matter (a 1 ms miss on a 5 ms network is not one on a 500 ms network)
         table.offset, table.scale = _fit_line(sums, measured, [1.0 / m**2 for m in measured])
         if table.scale <= 0 or table.offset < -min(measured):

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-__all__ = ["ThreadTuner", "busy_cpus", "choose_threads", "usable_cpus"]
+__all__ = ["LoadWatch", "ThreadTuner", "busy_cpus", "choose_threads", "usable_cpus"]
 
 # A core counts as taken by others when they keep it this busy; below it, a thread there loses less than it adds.
 _BUSY_ROUNDING = 0.6
@@ -76,24 +76,36 @@ def _cpu_jiffies(cpus: set[int]) -> Optional[tuple[int, int]]:
     return busy, total
 
 
+class LoadWatch:
+    """How many of this process's usable CPUs other processes kept busy while the ``with`` block ran (this process's
+    own CPU time is subtracted; 0.0 where ``/proc/stat`` does not exist): ``with LoadWatch() as w: ...; w.busy``."""
+
+    def __init__(self) -> None:
+        try:
+            self.cpus = set(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            self.cpus = set(range(os.cpu_count() or 1))
+        self.busy = 0.0
+
+    def __enter__(self) -> LoadWatch:
+        self._first = _cpu_jiffies(self.cpus)
+        self._own, self._t0 = time.process_time(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        second = _cpu_jiffies(self.cpus)
+        own, elapsed = time.process_time() - self._own, time.perf_counter() - self._t0
+        if self._first is None or second is None or second[1] <= self._first[1]:
+            return
+        share = (second[0] - self._first[0]) / (second[1] - self._first[1])  # busy fraction of those CPUs' time
+        self.busy = max(0.0, share * len(self.cpus) - own / max(elapsed, 1e-6))
+
+
 def busy_cpus(interval: float = 0.3) -> float:
-    """How many of this process's usable CPUs other processes kept busy over ``interval`` seconds (this process's
-    own CPU time is subtracted). 0.0 where ``/proc/stat`` does not exist."""
-    try:
-        cpus = set(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = set(range(os.cpu_count() or 1))
-    first = _cpu_jiffies(cpus)
-    if first is None:
-        return 0.0
-    own0, t0 = time.process_time(), time.perf_counter()
-    time.sleep(interval)
-    second = _cpu_jiffies(cpus)
-    own, elapsed = time.process_time() - own0, time.perf_counter() - t0
-    if second is None or second[1] <= first[1]:
-        return 0.0
-    share = (second[0] - first[0]) / (second[1] - first[1])  # busy fraction of all those CPUs' time
-    return max(0.0, share * len(cpus) - own / max(elapsed, 1e-6))
+    """How many of this process's usable CPUs other processes keep busy, sampled over ``interval`` seconds."""
+    with LoadWatch() as watch:
+        time.sleep(interval)
+    return watch.busy
 
 
 def choose_threads(busy: Optional[float] = None, usable: Optional[int] = None) -> int:

@@ -217,7 +217,10 @@ def test_measured_latency_feedback_puts_the_found_network_on_the_budget(monkeypa
     monkeypatch.setattr(hrnas.latency, "measure_latency", fake_measure)
     target = 0.5 * full
     scenes = FashionMNISTScenes("train", 64, canvas=32, seed=3), None
+    # the scenario of the run this test was written for (a penalised tail and gate-ranked cuts), in which cuts are
+    # rejected and networks timed again
     small = dict(steps=18, batch_size=8, shrink_every=3, calib_batches=1, progress=False)
+    small.update(tail="penalised", cut_rank="gate")
     torch.manual_seed(0)
     res = hrnas.search(
         supernet,
@@ -240,7 +243,8 @@ def test_measured_latency_feedback_puts_the_found_network_on_the_budget(monkeypa
     assert res.measured_latency_ms == pytest.approx(device_ms(res.arch), rel=1e-3)
     # costs are whole microseconds: the bound holds to within half of one
     assert 0.95 * target - 5e-4 <= res.measured_latency_ms <= target + 5e-4  # a latency budget's band
-    assert timed[-1] == res.arch and supernet.arch not in timed  # measured only near the budget
+    # measured only near the budget (the result is named after its budget; the blocks are what was timed)
+    assert timed[-1].blocks() == res.arch.blocks() and supernet.arch not in timed
     assert res.history[-1]["latency_correction"] == pytest.approx(device_ms(res.arch) / table.predict(res.arch), 1e-3)
     assert "measured" in res.summary()
     # the table alone would have missed: its prediction of the found network is well above the budget
@@ -314,5 +318,5 @@ def test_an_erratic_device_still_reports_the_final_networks_measured_latency(mon
     res = hrnas.search(
         supernet, *scenes, latency_ms=0.5 * table.predict(supernet.arch), latency_table=table, input_size=SIZE, **small
     )
-    mine = [erratic_ms for arch, erratic_ms in zip(timed, readings) if arch == res.arch]
+    mine = [erratic_ms for arch, erratic_ms in zip(timed, readings) if arch.blocks() == res.arch.blocks()]
     assert mine and res.measured_latency_ms == pytest.approx(statistics.median(mine), abs=1e-4)

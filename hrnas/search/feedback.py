@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import statistics
 import warnings
 from collections.abc import Mapping
@@ -57,6 +58,16 @@ def make_cost_model(
     elif not isinstance(table, LatencyTable):
         table = LatencyTable.load(table) if table else _measured_table(cfg, supernet, input_size, device, rank, world)
     return CostModel(input_size, "latency", None, in_chans, latency_table=table)
+
+
+def run_threads(cfg: SearchConfig, cost_model: CostModel) -> Optional[int]:
+    """The run's intra-op threads: ``cfg.threads``; for a latency budget, unless set, the thread count its table was
+    measured with (latencies depend on it, and the measured feedback compares with the table's times); ``None``: the
+    free cores, following the load."""
+    if cfg.threads is not None or cost_model.metric != "latency":
+        return cfg.threads
+    match = re.search(r"\|threads=(\d+)\|", cost_model.latency_table.key)
+    return int(match.group(1)) if match else None
 
 
 def _measured_table(

@@ -38,7 +38,7 @@ from .config import SearchConfig, renamed_settings
 from .distributed import broadcast, setup_device
 from .ema import calibrate_bn
 from .errors import SearchError
-from .feedback import LatencyFeedback, make_cost_model
+from .feedback import LatencyFeedback, make_cost_model, run_threads
 from .loaders import RunData
 from .penalty import GatePenalty
 from .plan import cost_input_size, plan_run, step_seed
@@ -97,7 +97,7 @@ class _Run:
         wanted, budgets = cfg.latency_feedback, self.plan.budgets
         self.feedback = LatencyFeedback(self.cost_model, budgets, wanted, self.build, self.device, in_chans)
         self.recorder = Recorder(cfg.output_dir if self.rank == 0 else None)
-        self.threads = ThreadTuner(cfg.threads)
+        self.threads = ThreadTuner(run_threads(cfg, self.cost_model))
         self.info = RunInfo(self.make_metric().name, size, in_chans, metric_kind, supernet.arch, cfg, self.plan)
         self.step = 0
         if resume:
