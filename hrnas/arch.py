@@ -4,8 +4,8 @@ An ``Arch`` is plain data (frozen dataclasses of ints, floats and strings). It i
 "what network is this": the model builder (:class:`hrnas.HRNASNet`) turns it into modules, the cost model
 counts it, the search shrinks it, and it round-trips through JSON.
 
-Topology (DESIGN.md section 3): a stride-4 stem, then stages. Each stage is a *fusion step* from the previous
-stage's branches to this stage's branches, followed by parallel stacks of blocks, one stack per branch. Branch
+Topology (as the original code builds it): a stride-4 stem, then stages. Each stage is a *fusion step* from the
+previous stage's branches to this stage's branches, followed by parallel stacks of blocks, one stack per branch. Branch
 ``b`` runs at stride ``4 * 2**b``. Fusion is neighbour-only: output branch ``i`` sums edges from input branches
 ``i - 1`` (stride-2 block), ``i`` (stride-1 block) and ``i + 1`` (stride-1 block, then nearest upsampling), and a
 branch that did not exist before is made from the fused output of branch ``i - 1`` by a stride-2 block. Every

@@ -1,6 +1,6 @@
 """Counting: MACs and parameters of a network, analytically from the integers of an ``Arch``.
 
-Convention (DESIGN.md section 5): ``'paper'``. "FLOPs" in HR-NAS and most NAS papers are multiply-accumulates
+Convention (docs/conventions.md): ``'paper'``. "FLOPs" in HR-NAS and most NAS papers are multiply-accumulates
 (MACs), and so are all numbers here. Convolutions, linear layers and the attention matmuls (``q @ k^T`` and
 ``attn @ v``) count; BatchNorm, LayerNorm, activations, resizes, pooling and additions count zero. This matches the
 original HR-NAS counter for everything but its quirks (it misses the transformer's feed-forward and decoder

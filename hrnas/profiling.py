@@ -1,4 +1,4 @@
-"""Profiling: MACs and parameters of a real module, traced with fvcore (DESIGN.md section 5).
+"""Profiling: MACs and parameters of a real module, traced with fvcore (docs/conventions.md).
 
 Conventions:
 

@@ -1,6 +1,6 @@
-"""The timm model protocol, run on every registered hrnas model (DESIGN.md section 6).
+"""The timm model protocol, run on every registered hrnas model (docs/timm.md).
 
-Modelled on timm's own tests/test_models.py, with the differences DESIGN.md states for dense models (their
+Modelled on timm's own tests/test_models.py, with the differences docs/timm.md states for dense models (their
 ``forward`` returns stride-4 maps, so the classification-only checks on 2-D outputs do not apply to them).
 ``hrnas_custom`` runs with a small architecture that has uneven widths, empty paths and transformers.
 """
