@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 
@@ -96,6 +97,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
     from dataclasses import asdict
 
     from . import count_macs, count_params
@@ -158,6 +160,11 @@ def _cmd_search(args: argparse.Namespace) -> int:
     result = search(supernet, train, val, cfg)
     print()
     print(result.summary())
+    minutes, seconds = divmod(time.perf_counter() - started, 60)
+    threads = sorted({r["threads"] for r in result.history if r.get("threads")})
+    how = "as asked" if cfg.threads else "chosen from the free cores"
+    used = "/".join(map(str, threads)) or "?"
+    print(f"wall time: {int(minutes)} min {seconds:.0f} s for set-up and search ({used} CPU threads, {how})")
     if cfg.output_dir:
         print(
             f"\nsaved to {cfg.output_dir}/ (load with hrnas.create_model({cfg.output_dir!r}); "

@@ -60,10 +60,13 @@ def test_search_command_and_config_repeat(tmp_path, capsys):
         "--output-dir",
         str(out),
         "--no-progress",
+        "--threads",
+        "1",
     ]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "budget:" in text and "validation mIoU" in text and f"saved to {out}" in text
+    assert "for set-up and search (1 CPU threads, as asked)" in text and "HR-NAS seg network 'seg_tiny_" in text
     model = hrnas.create_model(str(out))
     assert isinstance(model, hrnas.HRNASNet)
     cfg = hrnas.SearchConfig.from_yaml(out / "config.yaml")
