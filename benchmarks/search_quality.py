@@ -130,14 +130,15 @@ def run_job(job: dict) -> dict:
     if job["kind"] == "search":
         net = hrnas.create_supernet(job["task"], space=t["space"], transformers=job["transformers"])
         result = hrnas.search(net, train, val, budget=job["budget"], penalty=job["penalty"], **common)
+        arch = result.arch
     else:
         arch = hrnas.Arch.from_dict(job["arch"])
         net = hrnas.HRNASNet(arch)
         result = hrnas.search(net, train, val, rho=0.0, threshold=-1.0, **common)
-        if result.arch != arch:
+        # the search names what it returns; the network is the one given, under its own name
+        if result.arch.replace(name=arch.name) != arch:
             raise RuntimeError("the fixed-architecture run changed the architecture")
     seconds = time.perf_counter() - start
-    arch = result.arch
     return dict(
         task=job["task"],
         method=job["method"],
