@@ -1,5 +1,6 @@
-"""What the benchmark scripts share: the machine line, writing result tables (CSV + Markdown, atomically), and
-architectures of a search space fitted to a cost (uniform width, random keep fractions)."""
+"""What the benchmark scripts share: the machine line, writing result tables (CSV + Markdown, atomically), timing
+callables side by side, and architectures of a search space fitted to a cost (uniform width, random keep
+fractions)."""
 
 from __future__ import annotations
 
@@ -7,35 +8,53 @@ import csv
 import io
 import json
 import os
-import platform
 import random
+import statistics
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Hashable, Iterable, Mapping, Optional, Sequence, TypeVar
 
 from hrnas._files import write_atomic
 
 RESULTS = Path(__file__).parent / "results"
 
-__all__ = ["RESULTS", "fit_to_macs", "machine", "markdown_table", "random_arch", "uniform_arch", "write_csv"]
+__all__ = [
+    "RESULTS",
+    "fit_to_macs",
+    "machine",
+    "markdown_table",
+    "random_arch_at_macs",
+    "time_side_by_side",
+    "uniform_arch",
+    "write_csv",
+    "write_markdown",
+]
+
+K = TypeVar("K", bound=Hashable)
 
 
-def machine() -> str:
-    """``'AMD EPYC ..., 2 CPUs, torch 2.14.1'``: where a result was measured."""
+def machine(threads: bool = False) -> str:
+    """``'AMD EPYC ..., 2 CPUs, torch 2.14.1'``: where a result was measured (``threads=True``: this process's torch
+    thread count in place of the CPU count, for latencies)."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+    from hrnas._measure import cpu_name
+
+    count = f"{torch.get_num_threads()} threads" if threads else f"{os.cpu_count()} CPUs"
+    return f"{cpu_name()}, {count}, torch {torch.__version__}"
 
 
-def write_csv(path: Path, rows: Iterable[dict], fields: Sequence[str]) -> None:
-    """Rows to a CSV file (atomically); dict and list values are written as compact JSON."""
+# -- result files -------------------------------------------------------------------------------------------
+
+
+def write_csv(path: Path, rows: Iterable[dict], fields: Optional[Sequence[str]] = None) -> None:
+    """Rows to a CSV file (atomically); dict and list values are written as compact JSON, None as an empty cell.
+
+    ``fields``: the columns, in order (keys not named are left out); default: every key of the rows, in the order
+    they first appear.
+    """
+    rows = list(rows)
+    if fields is None:
+        fields = list(dict.fromkeys(k for row in rows for k in row))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore")
     writer.writeheader()
@@ -47,11 +66,43 @@ def write_csv(path: Path, rows: Iterable[dict], fields: Sequence[str]) -> None:
     write_atomic(path, buf.getvalue())
 
 
+def write_markdown(path: Path, lines: Iterable[str]) -> None:
+    """Lines of a report to a file (atomically), each ending in a newline."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, "".join(line + "\n" for line in lines))
+
+
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
     """The lines of a Markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return lines
+
+
+# -- timing -------------------------------------------------------------------------------------------------
+
+
+def time_side_by_side(
+    calls: Mapping[K, Callable[[], object]], rounds: int, reps: int = 1, warmup: int = 1, device="cpu"
+) -> dict[K, float]:
+    """Median seconds of each callable, timed side by side in rounds.
+
+    ``rounds`` passes over the callables; each visit runs ``warmup`` untimed calls, then ``reps`` timed ones
+    (:func:`hrnas._measure.median_time`); a callable's time is the median over the rounds of its visits' medians.
+    Interleaving spreads a change in the machine's speed over every callable alike, and the untimed call brings a
+    network's weights back into the caches. For networks that all run in eval mode and channels_last, this is
+    :func:`hrnas.latency.measure_latencies`; this one times callables that differ in memory format or form.
+    """
+    import torch
+
+    from hrnas._measure import median_time
+
+    device = torch.device(device)
+    times: dict = {key: [] for key in calls}
+    for _ in range(rounds):
+        for key, fn in calls.items():
+            times[key].append(median_time(fn, device, repeats=reps, warmup=warmup))
+    return {key: statistics.median(t) for key, t in times.items()}
 
 
 # -- architectures at a given cost --------------------------------------------------------------------------
@@ -106,8 +157,11 @@ def uniform_arch(supernet, target: float, size: int | tuple[int, int]):
     return fit_to_macs(supernet, ones, [1.0] * len(ones), target, size)
 
 
-def random_arch(supernet, target: float, size: int | tuple[int, int], seed: int):
-    """A random architecture of the space at ``target`` MACs (uniform random keep fraction per path and transformer)."""
+def random_arch_at_macs(supernet, target: float, size: int | tuple[int, int], seed: int):
+    """A random architecture of the space at ``target`` MACs: a keep fraction drawn uniformly in [0, 1] for every
+    kernel path and every transformer, all scaled by one factor to the MACs (:func:`fit_to_macs`); returns
+    ``(arch, factor)``. Not :func:`hrnas.latency.random_arch`, which draws around a mean keep fraction and fits no
+    cost."""
     rng = random.Random(seed)
     channel_fracs = [[rng.random() for _ in b.channels] for b in supernet.blocks()]
     token_fracs = [rng.random() for _ in supernet.blocks()]

@@ -50,7 +50,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from _common import random_arch, uniform_arch
+from _common import random_arch_at_macs, uniform_arch
 
 import hrnas
 from hrnas._files import atomic_path, write_atomic
@@ -201,7 +201,7 @@ def measure_steps(task: str, task_cfg: dict, train: dict, budget: float, threads
     # fixed networks at the budget: uniform and random ones differ in speed at equal MACs (transformers with few
     # tokens cost little in MACs but many small operations), so their mean stands for them
     fixed = [uniform_arch(space.supernet(), budget, size)[0]]
-    fixed += [random_arch(space.supernet(), budget, size, seed=1000 + i)[0] for i in range(randoms)]
+    fixed += [random_arch_at_macs(space.supernet(), budget, size, seed=1000 + i)[0] for i in range(randoms)]
     nets = [("super", space.supernet()), ("super_no_tf", space.supernet(transformers=False))]
     nets += [(f"fixed{i}", arch) for i, arch in enumerate(fixed)]
     out = {"wall": dict(ratios), "cpu": dict(ratios)}
@@ -357,7 +357,7 @@ def baseline_jobs(task, task_cfg, train, seeds, threads, target, randoms) -> tup
     size = task_cfg["size"]
     archs = {UNIFORM: uniform_arch(supernet, target, size)}
     for i in range(randoms):
-        archs[f"{RANDOM} #{i + 1}"] = random_arch(supernet, target, size, seed=1000 + i)
+        archs[f"{RANDOM} #{i + 1}"] = random_arch_at_macs(supernet, target, size, seed=1000 + i)
     info = {}
     jobs = []
     for arch_id, (arch, s) in archs.items():

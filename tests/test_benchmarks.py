@@ -70,11 +70,11 @@ def _import_bench(name):
 def test_search_quality_baselines_hit_the_macs(space, size):
     import hrnas
 
-    sq = _import_bench("search_quality")
+    common, sq = _import_bench("_common"), _import_bench("search_quality")
     supernet = hrnas.get_space(space).supernet()
     target = 0.1 * hrnas.count_macs(supernet, size)
-    uniform, _ = sq.uniform_arch(supernet, target, size)
-    randoms = [sq.random_arch(supernet, target, size, seed)[0] for seed in range(3)]
+    uniform, _ = common.uniform_arch(supernet, target, size)
+    randoms = [common.random_arch_at_macs(supernet, target, size, seed)[0] for seed in range(3)]
     for arch in [uniform, *randoms]:
         assert abs(hrnas.count_macs(arch, size) / target - 1) <= sq.TOLERANCE
         for b, full in zip(arch.blocks(), supernet.blocks()):
