@@ -4,13 +4,13 @@ final network (``latency_feedback=True``).
 A latency table of the ``seg_tiny`` space at 64x64 (the search benchmarks' CPU preset), then three random networks
 of 30-45 % of the supernet's predicted latency (where the benchmark searches end). Each network is read ten times in
 a row the way the search reads it: side by side with the table's reference network (its calibration network of
-median latency), in short readings (3 rounds of 7 runs, about 2 s: what the search takes during the run) and long
-ones (5 rounds of 12 runs, about 6 s: what it takes for the final network). Every reading also times a second
-reference, a random network of similar latency to the three, so that the scatter of the ratio to a reference of
-similar size can be compared with the table's. Reported: the coefficient of variation (standard deviation / mean)
-and the range (largest - smallest, over the median) of the raw times and of each ratio.
+median latency; ``hrnas.latency.measure_latencies``), in short readings (3 rounds of 7 runs: what the search takes
+during the run) and long ones (5 rounds of 12 runs: what it takes for the final network). Every reading also times
+a second reference, a random network of similar latency to the three, so that the scatter of the ratio to a
+reference of similar size can be compared with the table's. Reported: the coefficient of variation (standard
+deviation / mean) and the range (largest - smallest, over the median) of the raw times and of each ratio.
 
-    python benchmarks/latency_scatter.py            # ~3 min on 2 idle cores
+    python benchmarks/latency_scatter.py            # the time it took: benchmarks/results/latency_scatter.md
     python benchmarks/latency_scatter.py --quick    # smoke test: fewer readings
 
 Writes benchmarks/results/latency_scatter.md and .csv (``--quick``: ``latency_scatter_quick.*``).
@@ -19,16 +19,13 @@ Writes benchmarks/results/latency_scatter.md and .csv (``--quick``: ``latency_sc
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import random
 import statistics
 import time
 from pathlib import Path
 
-from hrnas._files import write_atomic
+from _common import RESULTS, markdown_table, write_csv, write_markdown
 
-RESULTS = Path(__file__).parent / "results"
 SIZE = (64, 64)
 FORMS = {"short (3 rounds x 7)": (3, 7), "long (5 rounds x 12)": (5, 12)}
 
@@ -108,12 +105,7 @@ def main(argv=None) -> None:
 
 
 def write(rows: list[dict], meta: dict, out: Path, suffix: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    write_atomic(out / f"latency_scatter{suffix}.csv", buf.getvalue())
+    write_csv(out / f"latency_scatter{suffix}.csv", rows)
     flag = " --quick" if suffix else ""
     lines = [
         "# How much a latency reading scatters when taken again",
@@ -127,16 +119,15 @@ def write(rows: list[dict], meta: dict, out: Path, suffix: str) -> None:
         "Each cell: coefficient of variation / range over the median, per cent. The search reads a network as its "
         "ratio to the table's reference (middle column).",
         "",
-        "| form | network | predicted ms | median raw ms | raw | ratio to the table's reference "
-        "| ratio to a reference of similar size |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        cells = [f"{r[f'{n}_cv_pct']} / {r[f'{n}_range_pct']}" for n in ("raw", "table_ref", "similar_ref")]
-        lines.append(
-            f"| {r['form']} | {r['network']} | {r['predicted_ms']} | {r['median_ms']} | " + " | ".join(cells) + " |"
-        )
-    lines.append("")
+    header = ["form", "network", "predicted ms", "median raw ms", "raw", "ratio to the table's reference",
+              "ratio to a reference of similar size"]  # fmt: skip
+    cells = [
+        [r["form"], r["network"], r["predicted_ms"], r["median_ms"]]
+        + [f"{r[f'{n}_cv_pct']} / {r[f'{n}_range_pct']}" for n in ("raw", "table_ref", "similar_ref")]
+        for r in rows
+    ]
+    lines += [*markdown_table(header, cells), ""]
     for form in FORMS:
         rs = [r for r in rows if r["form"] == form]
         means = [statistics.fmean(r[f"{n}_cv_pct"] for r in rs) for n in ("raw", "table_ref", "similar_ref")]
@@ -144,7 +135,7 @@ def write(rows: list[dict], meta: dict, out: Path, suffix: str) -> None:
             f"- {form}: mean coefficient of variation {means[0]:.1f} % raw, {means[1]:.1f} % against the table's "
             f"reference, {means[2]:.1f} % against the reference of similar size."
         )
-    write_atomic(out / f"latency_scatter{suffix}.md", "\n".join(lines) + "\n")
+    write_markdown(out / f"latency_scatter{suffix}.md", lines)
     print("\n".join(lines))
 
 

@@ -5,8 +5,8 @@ ran) and in channels_last (what ``hrnas.search`` uses on a CPU by default).
 
 Networks: the paper's seg supernet at 512x512 (batch 2) and the CPU preset (``seg_tiny`` with transformers,
 64x64, batch 32), each full-width and shrunk to a tenth of its MACs (every block's hidden channels and tokens
-scaled by the same factor). Each configuration runs in a fresh subprocess so that its peak resident memory
-(``ru_maxrss``) is its own.
+scaled by the same factor: ``_common.uniform_arch``). Each configuration runs in a fresh subprocess so that its peak
+resident memory (``ru_maxrss``) is its own. Step time: the median over the steps after the first (which allocates).
 
     python benchmarks/search_cost.py            # writes benchmarks/results/search_cost.md and .csv
     python benchmarks/search_cost.py --quick    # the CPU preset only, two steps
@@ -15,44 +15,18 @@ scaled by the same factor). Each configuration runs in a fresh subprocess so tha
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import resource
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from hrnas._files import write_atomic
+from _common import RESULTS, markdown_table, uniform_arch, write_csv, write_markdown
 
-RESULTS = Path(__file__).parent / "results"
 CONFIGS = {
     "seg supernet 512x512 b2": dict(space="seg", tokens=False, size=512, batch=2, classes=19),
     "seg_tiny 64x64 b32": dict(space="seg_tiny", tokens=True, size=64, batch=32, classes=11),
 }
-
-
-def shrunk_arch(arch, size, fraction):
-    """The arch with every block's channels and tokens scaled by one factor so that MACs ~= fraction x supernet."""
-    import hrnas
-
-    target = fraction * hrnas.count_macs(arch, size)
-
-    def scaled(f):
-        return arch.with_blocks(
-            [b.replace(channels=tuple(int(c * f) for c in b.channels), tokens=int(b.tokens * f)) for b in arch.blocks()]
-        )
-
-    lo, hi = 0.0, 1.0
-    for _ in range(30):
-        mid = (lo + hi) / 2
-        if hrnas.count_macs(scaled(mid), size) > target:
-            hi = mid
-        else:
-            lo = mid
-    return scaled(lo)
 
 
 def run_one(config: str, shrunk: bool, form: str, layout: str, steps: int) -> dict:
@@ -60,6 +34,7 @@ def run_one(config: str, shrunk: bool, form: str, layout: str, steps: int) -> di
     import torch
 
     import hrnas
+    from hrnas._measure import median_time
     from hrnas.layers.fused import to_fused
     from hrnas.search.tasks import get_task
 
@@ -67,7 +42,7 @@ def run_one(config: str, shrunk: bool, form: str, layout: str, steps: int) -> di
     torch.manual_seed(0)
     arch = hrnas.get_space(c["space"]).supernet(transformers=c["tokens"], tokens=16 if c["tokens"] else None)
     if shrunk:
-        arch = shrunk_arch(arch, c["size"], 0.1)
+        arch = uniform_arch(arch, 0.1 * hrnas.count_macs(arch, c["size"]), c["size"])[0]
     model = hrnas.HRNASNet(arch)
     if form == "fused":
         model = to_fused(model)
@@ -77,16 +52,15 @@ def run_one(config: str, shrunk: bool, form: str, layout: str, steps: int) -> di
     task = get_task("seg", num_classes=c["classes"])
     x = torch.randn(c["batch"], 3, c["size"], c["size"]).contiguous(memory_format=fmt)
     y = torch.randint(0, c["classes"], (c["batch"], c["size"], c["size"]))
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    for i in range(steps + 1):
-        t0 = time.perf_counter()
+
+    def step():
         loss = task.loss(model(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if i:  # the first step allocates; it is the warm-up
-            times.append(time.perf_counter() - t0)
+
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step_s = median_time(step, torch.device("cpu"), repeats=steps, warmup=1)  # the first step allocates
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return dict(
         config=config,
@@ -94,7 +68,7 @@ def run_one(config: str, shrunk: bool, form: str, layout: str, steps: int) -> di
         form=form,
         layout=layout,
         macs_per_image=hrnas.count_macs(arch, c["size"]),
-        step_s=round(statistics.median(times), 3),
+        step_s=round(step_s, 3),
         peak_rss_mb=round(peak / 1024, 1),
         step_rss_mb=round((peak - base_rss) / 1024, 1),
     )
@@ -128,12 +102,7 @@ def main() -> None:
 
 
 def write(rows: list[dict], suffix: str, out: Path = RESULTS) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
-    write_atomic(out / f"search_cost{suffix}.csv", buf.getvalue())
+    write_csv(out / f"search_cost{suffix}.csv", rows)
     lines = [
         "# Cost of a search step",
         "",
@@ -145,23 +114,23 @@ def write(rows: list[dict], suffix: str, out: Path = RESULTS) -> None:
         "per-path form in the same layout. Each configuration runs in its own process, one after another.",
         f"Produced by `python benchmarks/search_cost.py{' --quick' if suffix else ''}`.",
         "",
-        "| configuration | network | MMACs / image | form | layout | step (s) | speed-up | fused / paths "
-        "| peak RSS (MB) | step RSS |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def step_of(r, form, layout):
         same = [q for q in rows if q["config"] == r["config"] and q["network"] == r["network"]]
         return next(q["step_s"] for q in same if q["form"] == form and q["layout"] == layout)
 
+    table = []
     for r in rows:
         speed = step_of(r, "paths", "NCHW") / r["step_s"]
         fused = f"{step_of(r, 'paths', r['layout']) / r['step_s']:.2f}x" if r["form"] == "fused" else ""
-        lines.append(
-            f"| {r['config']} | {r['network']} | {r['macs_per_image'] / 1e6:.1f} | {r['form']} | {r['layout']} | "
-            f"{r['step_s']} | {speed:.2f}x | {fused} | {r['peak_rss_mb']} | {r['step_rss_mb']} |"
-        )
-    write_atomic(out / f"search_cost{suffix}.md", "\n".join(lines) + "\n")
+        table.append(
+            [r["config"], r["network"], f"{r['macs_per_image'] / 1e6:.1f}", r["form"], r["layout"], r["step_s"],
+             f"{speed:.2f}x", fused, r["peak_rss_mb"], r["step_rss_mb"]]
+        )  # fmt: skip
+    header = ["configuration", "network", "MMACs / image", "form", "layout", "step (s)", "speed-up", "fused / paths",
+              "peak RSS (MB)", "step RSS"]  # fmt: skip
+    write_markdown(out / f"search_cost{suffix}.md", lines + markdown_table(header, table))
 
 
 if __name__ == "__main__":

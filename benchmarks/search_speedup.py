@@ -13,11 +13,8 @@ import json
 import os
 import statistics
 import sys
-from pathlib import Path
 
-from hrnas._files import write_atomic
-
-RESULTS = Path(__file__).parent / "results"
+from _common import RESULTS, write_markdown
 
 
 def quarters(rows: list[dict]) -> dict:
@@ -46,27 +43,23 @@ def main(run_dir: str) -> None:
     rows = [json.loads(line) for line in open(os.path.join(run_dir, "history.jsonl"))]
     q = quarters(rows)
     verdict = "yes" if q["speedup"] >= q["required"] else "no"
-    text = "\n".join(
-        [
-            "# Search step time against network cost",
-            "",
-            f"Run: `{run_dir}` ({q['steps']} steps). First quarter = {q['first_rows']} history rows, last quarter = "
-            f"{q['last_rows']}. Produced by `python benchmarks/search_speedup.py {run_dir}`.",
-            "",
-            "| | first quarter | last quarter | ratio |",
-            "|---|---|---|---|",
-            f"| median step time (s) | {q['step_time_first']:.3f} | {q['step_time_last']:.3f} | {q['speedup']:.2f}x |",
-            f"| mean MACs per step (M) | {q['macs_first'] / 1e6:.2f} | {q['macs_last'] / 1e6:.2f} | "
-            f"{q['macs_factor']:.2f}x |",
-            "",
-            f"Step time fell by {q['speedup']:.2f}x; half the MACs factor is {q['required']:.2f}x: "
-            f"at least that much faster: **{verdict}**.",
-            "",
-        ]
-    )
-    print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    write_atomic(RESULTS / "search_speedup.md", text)
+    lines = [
+        "# Search step time against network cost",
+        "",
+        f"Run: `{run_dir}` ({q['steps']} steps). First quarter = {q['first_rows']} history rows, last quarter = "
+        f"{q['last_rows']}. Produced by `python benchmarks/search_speedup.py {run_dir}`.",
+        "",
+        "| | first quarter | last quarter | ratio |",
+        "|---|---|---|---|",
+        f"| median step time (s) | {q['step_time_first']:.3f} | {q['step_time_last']:.3f} | {q['speedup']:.2f}x |",
+        f"| mean MACs per step (M) | {q['macs_first'] / 1e6:.2f} | {q['macs_last'] / 1e6:.2f} | "
+        f"{q['macs_factor']:.2f}x |",
+        "",
+        f"Step time fell by {q['speedup']:.2f}x; half the MACs factor is {q['required']:.2f}x: "
+        f"at least that much faster: **{verdict}**.",
+    ]
+    print("\n".join(lines))
+    write_markdown(RESULTS / "search_speedup.md", lines)
 
 
 if __name__ == "__main__":

@@ -13,17 +13,12 @@ at 512x512 (docs/conventions.md).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import timm
-from _common import markdown_table, uniform_arch, write_csv
+from _common import RESULTS, markdown_table, uniform_arch, write_csv, write_markdown
 
 import hrnas
-from hrnas._files import write_atomic
 from hrnas.archs import zoo_entries, zoo_entry
 from hrnas.search.budget import parse_amount
-
-RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
@@ -62,7 +57,7 @@ def main() -> None:
         )
         print(f"{name:<26} {paper}")
 
-    write_csv(RESULTS / "zoo_costs.csv", rows, list(rows[0]))
+    write_csv(RESULTS / "zoo_costs.csv", rows)
     lines = [
         "# hrnas model costs",
         "",
@@ -87,7 +82,7 @@ def main() -> None:
               "weights", "metric"]  # fmt: skip
     lines += markdown_table(header, table)
     lines += ["", *budget_evidence()]
-    write_atomic(RESULTS / "zoo_costs.md", "\n".join(lines) + "\n")
+    write_markdown(RESULTS / "zoo_costs.md", lines)
 
 
 def budget_evidence() -> list[str]:
