@@ -3,11 +3,12 @@
 In one run, on the machine it runs on: every hrnas supernet and zoo model (eval mode and the ``hrnas.deploy``
 form), timm's ``hrnet_w18_small`` and ``mobilenetv4_conv_small`` (both ``features_only``: the backbones a dense-
 prediction user would take), at 224x224, 256x192, 512x512 and 512x1024, batch 1 and 8. For each: the median
-latency over repeated runs after a warm-up, the MACs (fvcore, paper convention), the achieved GMAC/s, and that as a
+latency over ``--rounds`` rounds in which a model's forms are timed side by side (one untimed and one timed run per
+visit: ``_common.time_side_by_side``), the MACs (fvcore, paper convention), the achieved GMAC/s, and that as a
 fraction of this machine's fp32 matmul peak, measured in the same run.
 
-    python benchmarks/latency.py            # full table (tens of minutes on 2 cores)
-    python benchmarks/latency.py --quick    # smoke test: two models, one size, one run each
+    python benchmarks/latency.py            # full table (every model, size and batch: long)
+    python benchmarks/latency.py --quick    # smoke test: two models, one size, one round each
 
 Then, for the seg supernet at 512x1024, batch 1 (``--quick``: the tiny one at 224x224), the forms side by side
 (the per-path reference block in eval mode, the fused block, each in both memory formats, and the deploy form), and
@@ -20,8 +21,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
-import io
+import functools
 import statistics
 import time
 import warnings
@@ -29,11 +29,13 @@ from pathlib import Path
 
 import timm
 import torch
+from _common import RESULTS, machine, markdown_table, time_side_by_side, write_csv, write_markdown
 
 import hrnas
-from hrnas._files import atomic_path, write_atomic
+from hrnas._files import atomic_path
+from hrnas._measure import median_time
 
-RESULTS = Path(__file__).parent / "results"
+CPU = torch.device("cpu")
 SIZES = [(224, 224), (256, 192), (512, 512), (512, 1024)]
 BATCHES = [1, 8]
 
@@ -42,40 +44,19 @@ def matmul_peak(seconds: float = 3.0) -> float:
     """The best fp32 GMAC/s of square matmuls on this machine (several sizes, median of repeats)."""
     best = 0.0
     for n in (512, 1024, 2048):
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        torch.mm(a, b)
-        times, t_end = [], time.perf_counter() + seconds / 3
-        while time.perf_counter() < t_end or len(times) < 3:
-            t0 = time.perf_counter()
-            torch.mm(a, b)
-            times.append(time.perf_counter() - t0)
-        best = max(best, n**3 / statistics.median(times) / 1e9)
+        mm = functools.partial(torch.mm, torch.randn(n, n), torch.randn(n, n))
+        once = median_time(mm, CPU, repeats=1, warmup=1)
+        repeats = max(3, int(seconds / 3 / max(once, 1e-9)))  # about a third of the time on each size
+        best = max(best, n**3 / median_time(mm, CPU, repeats=repeats, warmup=0) / 1e9)
     return best
 
 
-def timed(fn, budget_s: float, min_runs: int = 2, max_runs: int = 5) -> float:
-    """Median seconds of ``fn`` after one warm-up run; stops after ``budget_s`` once ``min_runs`` are done."""
-    fn()
-    times, start = [], time.perf_counter()
-    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def side_by_side(models: dict, x: torch.Tensor, rounds: int) -> dict:
-    """Median seconds of each model, timed in rounds (one untimed and one timed call per visit), so that a change
-    in the machine's speed during the run hits every form alike."""
-    times = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, (model, fmt) in models.items():
-            xx = x.contiguous(memory_format=fmt)
-            model(xx)
-            t0 = time.perf_counter()
-            model(xx)
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
+    """Median seconds of each ``name: (model, memory format)``, timed side by side in rounds (one untimed and one
+    timed call per visit), so that a change in the machine's speed during the run hits every form alike."""
+    inputs = {name: x.contiguous(memory_format=fmt) for name, (_, fmt) in models.items()}
+    calls = {name: (lambda m=model, xx=inputs[name]: m(xx)) for name, (model, _) in models.items()}
+    return time_side_by_side(calls, rounds)
 
 
 def conv_kind(conv: torch.nn.Conv2d) -> str:
@@ -176,15 +157,15 @@ def candidates(quick: bool):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="smoke test: tiny, one size, one batch, one run")
-    p.add_argument("--budget", type=float, default=8.0, help="seconds of timed runs per configuration (after 2)")
+    p.add_argument("--quick", action="store_true", help="smoke test: tiny, one size, one batch, one round")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of timed runs per configuration (median)")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--forms-only", action="store_true", help="only the forms of the seg supernet (latency_forms.md)")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_grad_enabled(False)
     sizes, batches = ([(224, 224)], [1]) if args.quick else (SIZES, BATCHES)
-    budget = 0.0 if args.quick else args.budget
+    rounds = 1 if args.quick else args.rounds
     peak = matmul_peak(0.5 if args.quick else 3.0)
     print(f"fp32 matmul peak: {peak:.1f} GMAC/s on {torch.get_num_threads()} threads")
     if args.forms_only:
@@ -199,11 +180,11 @@ def main() -> None:
             if is_hrnas:
                 forms.append(("deploy", hrnas.deploy(base, input_size=size, batch_size=1)))
             for batch in batches:
-                for form, model in forms:
-                    fmt = getattr(model, "memory_format", torch.contiguous_format)
-                    x = torch.randn(batch, 3, *size).contiguous(memory_format=fmt)
-                    with torch.inference_mode():
-                        sec = timed(lambda m=model, x=x: m(x), budget, min_runs=1 if args.quick else 2)
+                x = torch.randn(batch, 3, *size)
+                models = {form: (m, getattr(m, "memory_format", torch.contiguous_format)) for form, m in forms}
+                with torch.inference_mode():
+                    times = side_by_side(models, x, rounds)
+                for form, sec in times.items():
                     gmacs = macs * batch / sec / 1e9
                     row = dict(model=label, form=form, input=f"{size[0]}x{size[1]}", batch=batch,
                                latency_ms=round(sec * 1e3, 2), gmacs_per_image=round(macs / 1e9, 4),
@@ -220,11 +201,10 @@ def write_study(study: dict, out: Path, quick: bool) -> None:
     head = [
         f"# Forms of {study['model']} at {study['size'][0]}x{study['size'][1]}, batch 1",
         "",
-        f"Machine: {_machine()}; fp32 matmul peak measured in the same run: **{study['peak']:.1f} GMAC/s**.",
+        f"Machine: {machine(threads=True)}; fp32 matmul peak measured in the same run: **{study['peak']:.1f} GMAC/s**.",
         f"Produced by `python benchmarks/latency.py{' --quick' if quick else ''}` (alone: `--forms-only`).",
     ]
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / f"latency_forms{suffix}.md", "\n".join(head + study_lines(study)) + "\n")
+    write_markdown(out / f"latency_forms{suffix}.md", head + study_lines(study))
 
 
 def study_lines(study: dict) -> list[str]:
@@ -236,12 +216,12 @@ def study_lines(study: dict) -> list[str]:
         "group, one project conv over the concatenation (the same function); `deploy` = `hrnas.deploy` (BatchNorm",
         "folded, per block separate or zero-padded merged paths as measured faster, memory format measured).",
         "",
-        "| form | latency (ms) | speed-up over the reference | GMAC/s | of peak |",
-        "|---|---|---|---|---|",
     ]
+    table = []
     for form, sec in study["times"].items():
         gmacs = study["macs"] / sec / 1e9
-        lines.append(f"| {form} | {1e3 * sec:.1f} | {ref / sec:.2f}x | {gmacs:.1f} | {gmacs / study['peak']:.1%} |")
+        table.append([form, f"{1e3 * sec:.1f}", f"{ref / sec:.2f}x", f"{gmacs:.1f}", f"{gmacs / study['peak']:.1%}"])
+    lines += markdown_table(["form", "latency (ms)", "speed-up over the reference", "GMAC/s", "of peak"], table)
     t = study["times"]
     lines += [
         "",
@@ -253,20 +233,17 @@ def study_lines(study: dict) -> list[str]:
     ]
     for form, (rows, total) in study["kinds"].items():
         conv_s = sum(r["seconds"] for r in rows)
-        lines += [
-            "",
-            f"## Where the time goes: {form} ({1e3 * total:.1f} ms with a hook on every conv)",
-            "",
-            "| kind | calls | ms | share of time | GMACs | share of MACs | GMAC/s | of peak |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
         all_macs = sum(r["macs"] for r in rows)
+        table = []
         for r in sorted(rows, key=lambda r: -r["seconds"]):
             rate = r["macs"] / max(r["seconds"], 1e-9) / 1e9
-            lines.append(
-                f"| {r['kind']} | {r['calls']} | {1e3 * r['seconds']:.1f} | {r['seconds'] / total:.1%} | "
-                f"{r['macs'] / 1e9:.3f} | {r['macs'] / all_macs:.1%} | {rate:.1f} | {rate / study['peak']:.1%} |"
-            )
+            table.append(
+                [r["kind"], r["calls"], f"{1e3 * r['seconds']:.1f}", f"{r['seconds'] / total:.1%}",
+                 f"{r['macs'] / 1e9:.3f}", f"{r['macs'] / all_macs:.1%}", f"{rate:.1f}", f"{rate / study['peak']:.1%}"]
+            )  # fmt: skip
+        header = ["kind", "calls", "ms", "share of time", "GMACs", "share of MACs", "GMAC/s", "of peak"]
+        lines += ["", f"## Where the time goes: {form} ({1e3 * total:.1f} ms with a hook on every conv)", ""]
+        lines += markdown_table(header, table)
         lines.append(
             f"| everything else (attention, resizes, additions, activations) | | {1e3 * (total - conv_s):.1f} | "
             f"{(total - conv_s) / total:.1%} | | | | |"
@@ -275,31 +252,22 @@ def study_lines(study: dict) -> list[str]:
 
 
 def write(rows: list[dict], peak: float, out: Path, quick: bool) -> None:
-    out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if quick else ""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(out / f"latency{suffix}.csv", buf.getvalue())
+    write_csv(out / f"latency{suffix}.csv", rows)
     lines = [
         "# Inference latency",
         "",
-        f"Machine: {_machine()}; fp32 matmul peak measured in the same run: "
+        f"Machine: {machine(threads=True)}; fp32 matmul peak measured in the same run: "
         f"**{peak:.1f} GMAC/s**. Median latency after a warm-up; MACs in the paper convention (fvcore) per image;",
         "`deploy` = `hrnas.deploy` (BatchNorm folded, depthwise form and memory format tuned on this machine).",
         "timm backbones are `features_only` (no head), as a dense-prediction user would take them.",
         f"Produced by `python benchmarks/latency.py{' --quick' if quick else ''}`.",
         "",
-        "| model | form | input | batch | latency (ms) | GMACs / image | GMAC/s | of peak |",
-        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['model']} | {r['form']} | {r['input']} | {r['batch']} | {r['latency_ms']} | "
-            f"{r['gmacs_per_image']} | {r['achieved_gmac_s']} | {r['peak_fraction']:.1%} |"
-        )
-    write_atomic(out / f"latency{suffix}.md", "\n".join(lines) + "\n")
+    header = ["model", "form", "input", "batch", "latency (ms)", "GMACs / image", "GMAC/s", "of peak"]
+    keys = ["model", "form", "input", "batch", "latency_ms", "gmacs_per_image", "achieved_gmac_s"]
+    lines += markdown_table(header, ([*(r[k] for k in keys), f"{r['peak_fraction']:.1%}"] for r in rows))
+    write_markdown(out / f"latency{suffix}.md", lines)
     try:
         import matplotlib
 
@@ -318,16 +286,10 @@ def write(rows: list[dict], peak: float, out: Path, quick: bool) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("GMACs per call (batch x per image)")
     ax.set_ylabel("latency (ms)")
-    ax.set_title(f"latency against MACs ({_machine()})", fontsize=9)
+    ax.set_title(f"latency against MACs ({machine(threads=True)})", fontsize=9)
     ax.legend(fontsize=6, loc="upper left")
     with atomic_path(out / f"latency{suffix}.png") as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
-
-
-def _machine() -> str:
-    from hrnas._measure import cpu_name
-
-    return f"{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 if __name__ == "__main__":
