@@ -1,6 +1,6 @@
 """What the benchmark scripts share: the machine line, writing result tables (CSV + Markdown, atomically), timing
-callables side by side, and architectures of a search space fitted to a cost (uniform width, random keep
-fractions)."""
+callables side by side, the search benchmarks' CPU preset and its data, and architectures of a search space fitted
+to a cost (uniform width, random keep fractions)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,15 @@ from hrnas._files import write_atomic
 RESULTS = Path(__file__).parent / "results"
 
 __all__ = [
+    "CALIB_BATCHES",
     "RESULTS",
+    "TASKS",
+    "TRAIN",
     "fit_to_macs",
     "machine",
     "markdown_table",
     "random_arch_at_macs",
+    "search_data",
     "time_side_by_side",
     "uniform_arch",
     "write_csv",
@@ -103,6 +107,29 @@ def time_side_by_side(
         for key, fn in calls.items():
             times[key].append(median_time(fn, device, repeats=reps, warmup=warmup))
     return {key: statistics.median(t) for key, t in times.items()}
+
+
+# -- the search benchmarks' CPU preset ------------------------------------------------------------------------
+
+# Fashion-MNIST scenes segmentation and Fashion-MNIST classification, used by search_quality.py and
+# latency_model.py. Data sizes: seg counts scenes, cls counts images per class (Fashion-MNIST is balanced); the
+# time a run of search_quality.py took with them: see benchmarks/results/search_quality.md (`--plan` prints the
+# estimate for this machine).
+TASKS = {
+    "seg": dict(space="seg_tiny", size=64, metric="mIoU", train=4000, val=1000, epochs=4.0),
+    "cls": dict(space="cls_tiny", size=32, metric="top-1", train=400, val=100, epochs=3.5),
+}
+TRAIN = dict(batch_size=32, lr=0.1)  # the CPU demo's settings (hrnas.search.recipes.DEMO)
+CALIB_BATCHES = 10
+
+
+def search_data(task: str, train: int, val: int, size: int):
+    """``(train, val)`` of a task of :data:`TASKS`: ``train`` / ``val`` Fashion-MNIST scenes of ``size`` pixels
+    (seg), or Fashion-MNIST images per class at ``size`` (cls); the training set augmented, seed 0."""
+    from hrnas.search.recipes import DataSpec, build_data
+
+    name = "fmnist-scenes" if task == "seg" else "fmnist"
+    return build_data(DataSpec(name, image_size=size, train_size=train, val_size=val, augment=True, seed=0))
 
 
 # -- architectures at a given cost --------------------------------------------------------------------------

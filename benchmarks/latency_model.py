@@ -16,38 +16,34 @@ Four parts, in one run:
 4. A family: one run with three MACs budgets (40 %, 20 %, 10 %) against three separate single-budget searches
    with the same total number of training steps (a third each).
 
-    python benchmarks/latency_model.py            # ~20 min on 2 idle cores
+    python benchmarks/latency_model.py            # everything (the time it took: benchmarks/results/latency_model.md)
     python benchmarks/latency_model.py --quick    # smoke test: tiny sizes, few steps, 1 seed
-    python benchmarks/latency_model.py --predictor-only   # part 1 alone (~3 min)
+    python benchmarks/latency_model.py --predictor-only   # part 1 alone (latency_model_predictor.md)
 
-Writes benchmarks/results/latency_model.md and .csv (``--quick``: ``latency_model_quick.*``).
+Writes benchmarks/results/latency_model.md, .csv and .json (``--quick``: ``latency_model_quick.*``).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from search_quality import CALIB_BATCHES, TASKS, TRAIN, _datasets  # noqa: E402  (same settings, same data)
+# the settings and data of search_quality.py
+from _common import CALIB_BATCHES, RESULTS, TASKS, TRAIN, markdown_table, search_data, write_csv, write_markdown
 
-from hrnas._files import write_atomic  # noqa: E402
+from hrnas._files import write_atomic
 
-RESULTS = Path(__file__).parent / "results"
 SEG = TASKS["seg"]
 
 
-def measure(archs: dict, size: tuple[int, int], rounds: int, table, reps: int = 3) -> tuple[dict, dict, float]:
+def measure(archs: dict, rounds: int, table, reps: int = 3) -> tuple[dict, dict, float]:
     """Latency (ms) of each architecture measured side by side with the table's reference network
     (``LatencyTable.measure_anchored``): in the table's time, and raw; and the machine's drift since the table."""
     import torch
@@ -74,7 +70,7 @@ def predictor_accuracy(space: str, sizes: list[int], n_archs: int, rounds: int, 
         build_s = time.perf_counter() - t0
         rng = random.Random(1000 + size)  # not the table's calibration draws
         archs = {i: random_arch(supernet, rng.uniform(0.05, 0.9), rng) for i in range(n_archs)}
-        measured, raw, drift = measure(archs, (size, size), rounds, table)
+        measured, raw, drift = measure(archs, rounds, table)
         for i, arch in archs.items():
             rows.append(
                 dict(
@@ -99,7 +95,7 @@ def run_search(job: dict) -> dict:
         torch.set_num_threads(job["threads"])
     t = job["task_cfg"]
     size = t["size"]
-    train, val = _datasets("seg", t["train"], t["val"], size)
+    train, val = search_data("seg", t["train"], t["val"], size)
     torch.manual_seed(job["seed"])
     net = hrnas.create_supernet("seg", space=t["space"], transformers=True)
     settings = dict(
@@ -171,7 +167,7 @@ def main(argv=None) -> None:
         print("2-3. MACs-budgeted searches at 10 % (the reference for equal latency)", flush=True)
         macs_runs = list(pool.map(run_search, [job("macs", s, dict(budget=int(0.1 * full_macs))) for s in seeds]))
         ref = {f"macs s{r['seed']}": hrnas.Arch.from_dict(r["members"][0]["arch"]) for r in macs_runs}
-        anchored, _, drift = measure(ref, (size, size), rounds, table, reps=5)
+        anchored, _, drift = measure(ref, rounds, table, reps=5)
         # each seed's latency search targets its own MACs network's latency: the pair is compared at equal latency
         targets = {s: anchored[f"macs s{s}"] for s in seeds}
         meta["drift_at_x"] = round(drift, 4)
@@ -202,7 +198,7 @@ def main(argv=None) -> None:
     for r in runs:
         for i, m in enumerate(r["members"]):
             archs[(r["job"], r["seed"], i)] = hrnas.Arch.from_dict(m["arch"])
-    latency, raw, drift = measure(archs, (size, size), rounds, table, reps=5)
+    latency, raw, drift = measure(archs, rounds, table, reps=5)
     meta["drift_at_end"] = round(drift, 4)
     for r in runs:
         for i, m in enumerate(r["members"]):
@@ -236,14 +232,7 @@ def _mare(rows, measured: str = "measured_ms"):
 
 
 def write(rows: list[dict], meta: dict, out: Path, suffix: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    keys = sorted({k for r in rows for k in r}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 99)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys)
-    w.writeheader()
-    w.writerows(rows)
-    write_atomic(out / f"latency_model{suffix}.csv", buf.getvalue())
-
+    write_csv(out / f"latency_model{suffix}.csv", rows)
     pred = [r for r in rows if r["part"] == "predictor"]
     search = [r for r in rows if r["part"] == "search"]
     lines = [
@@ -259,61 +248,68 @@ def write(rows: list[dict], meta: dict, out: Path, suffix: str) -> None:
         "table's time: `measured = raw * reference latency at build / reference latency now`. The raw error compares",
         "with the unscaled timings; drift = reference now / at build (the machine's change in speed since the table).",
         "",
-        "| space | input | networks | table built in (s) | mean abs. relative error | largest error | raw error "
-        "| drift |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    table = []
     for (space, size) in sorted({(r["space"], r["size"]) for r in pred}, key=lambda t: t[1]):  # fmt: skip
         rs = [r for r in pred if r["size"] == size]
         worst = max(abs(r["predicted_ms"] - r["measured_ms"]) / r["measured_ms"] for r in rs)
-        raw = _mare(rs, "raw_ms")
-        lines.append(
-            f"| {space} | {size}x{size} | {len(rs)} | {rs[0]['build_s']} | {100 * _mare(rs):.1f} % | "
-            f"{100 * worst:.1f} % | {100 * raw:.1f} % | {rs[0]['drift']} |"
-        )
-    if not search:
-        write_atomic(out / f"latency_model{suffix}.md", "\n".join(lines) + "\n")
-        print("\n".join(lines))
-        return
+        table.append(
+            [space, f"{size}x{size}", len(rs), rs[0]["build_s"], f"{100 * _mare(rs):.1f} %", f"{100 * worst:.1f} %",
+             f"{100 * _mare(rs, 'raw_ms'):.1f} %", rs[0]["drift"]]
+        )  # fmt: skip
+    header = ["space", "input", "networks", "table built in (s)", "mean abs. relative error", "largest error",
+              "raw error", "drift"]  # fmt: skip
+    lines += markdown_table(header, table)
+    if search:
+        lines += _search_lines(search, meta)
+    write_markdown(out / f"latency_model{suffix}.md", lines)
+    print("\n".join(lines))
+    if search:
+        write_atomic(out / f"latency_model{suffix}.json", json.dumps(meta, indent=1) + "\n")
+
+
+def _search_lines(search: list[dict], meta: dict) -> list[str]:
+    """Parts 2-4 of the report: every search's network, and latency-aware against MACs-aware per seed."""
     x_text = ", ".join(f"{t} ms (seed {s})" for s, t in meta["targets_ms"].items())
-    lines += ["", f"## 2-4. Searches (seg_tiny, Fashion-MNIST scenes 64x64, {meta['steps']} steps; X = {x_text}: "
-              "the measured latency of the MACs search of the same seed)", "",
-              "Predicted: the latency table alone. Measured: side by side after all runs, in the table's time (as in "
-              f"part 1; drift when X was taken {meta.get('drift_at_x')}, at the end {meta.get('drift_at_end')}); raw: "
-              "unscaled. In search: the search's own measurement of its final network (latency budgets with "
-              "latency_feedback=True).", "",
-              "| run | seed | member | budget | MMACs | predicted ms | measured ms | raw ms | in search ms "
-              "| measured / X | mIoU |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["", f"## 2-4. Searches (seg_tiny, Fashion-MNIST scenes 64x64, {meta['steps']} steps; X = {x_text}: "
+             "the measured latency of the MACs search of the same seed)", "",
+             "Predicted: the latency table alone. Measured: side by side after all runs, in the table's time (as in "
+             f"part 1; drift when X was taken {meta.get('drift_at_x')}, at the end {meta.get('drift_at_end')}); raw: "
+             "unscaled. In search: the search's own measurement of its final network (latency budgets with "
+             "latency_feedback=True).", ""]  # fmt: skip
+    table = []
     for r in search:
         budget = f"{r['budget'] / 1e3:.2f} ms" if r["job"].startswith("latency") else f"{r['budget'] / 1e6:.2f} M"
-        lines.append(
-            f"| {r['job']} | {r['seed']} | {r['member']} | {budget} | {r['macs'] / 1e6:.2f} | {r['predicted_ms']} | "
-            f"{r['measured_ms']} | {r['raw_ms']} | {r.get('measured_in_search_ms') or ''} | "
-            f"{r['measured_ms'] / r['target_ms']:.3f} | {r['metric']} |"
-        )
+        table.append(
+            [r["job"], r["seed"], r["member"], budget, f"{r['macs'] / 1e6:.2f}", r["predicted_ms"], r["measured_ms"],
+             r["raw_ms"], r.get("measured_in_search_ms") or "", f"{r['measured_ms'] / r['target_ms']:.3f}",
+             r["metric"]]
+        )  # fmt: skip
+    header = ["run", "seed", "member", "budget", "MMACs", "predicted ms", "measured ms", "raw ms", "in search ms",
+              "measured / X", "mIoU"]  # fmt: skip
+    lines += markdown_table(header, table)
     lat = {r["seed"]: r for r in search if r["job"] == "latency"}
     macs = {r["seed"]: r for r in search if r["job"] == "macs"}
-    if lat and macs:
-        inside = sum(0.9 <= r["measured_ms"] / r["target_ms"] <= 1.05 for r in lat.values())
-        beside = sum(0.9 <= lat[s]["measured_ms"] / macs[s]["measured_ms"] <= 1.05 for s in lat.keys() & macs.keys())
-        lines += ["", f"Latency-budgeted searches with feedback inside [0.9, 1.05] x X: {inside} of {len(lat)} against "
-                  f"the number X (taken before the searches), {beside} of {len(lat)} against the MACs network whose "
-                  "latency X is, measured side by side with it at the end.", "",
-                  "Latency-aware against MACs-aware, per seed (X = the MACs network's latency):", "",
-                  "| seed | MACs-aware mIoU | ms | latency-aware mIoU | ms | latency-aware / MACs-aware latency "
-                  "| mIoU difference |", "|---|---|---|---|---|---|---|"]  # fmt: skip
-        for seed in sorted(lat.keys() & macs.keys()):
-            a, b = macs[seed], lat[seed]
-            lines.append(
-                f"| {seed} | {a['metric']} | {a['measured_ms']} | {b['metric']} | {b['measured_ms']} | "
-                f"{b['measured_ms'] / a['measured_ms']:.3f} | {b['metric'] - a['metric']:+.4f} |"
-            )
-        d = statistics.fmean(r["metric"] for r in lat.values()) - statistics.fmean(r["metric"] for r in macs.values())
-        lines += ["", f"Latency-aware minus MACs-aware mIoU: {d:+.4f} (mean over seeds)."]
-    write_atomic(out / f"latency_model{suffix}.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
-    write_atomic(out / f"latency_model{suffix}.json", json.dumps(meta, indent=1) + "\n")
+    if not (lat and macs):
+        return lines
+    inside = sum(0.9 <= r["measured_ms"] / r["target_ms"] <= 1.05 for r in lat.values())
+    beside = sum(0.9 <= lat[s]["measured_ms"] / macs[s]["measured_ms"] <= 1.05 for s in lat.keys() & macs.keys())
+    lines += ["", f"Latency-budgeted searches with feedback inside [0.9, 1.05] x X: {inside} of {len(lat)} against "
+              f"the number X (taken before the searches), {beside} of {len(lat)} against the MACs network whose "
+              "latency X is, measured side by side with it at the end.", "",
+              "Latency-aware against MACs-aware, per seed (X = the MACs network's latency):", ""]  # fmt: skip
+    table = []
+    for seed in sorted(lat.keys() & macs.keys()):
+        a, b = macs[seed], lat[seed]
+        table.append(
+            [seed, a["metric"], a["measured_ms"], b["metric"], b["measured_ms"],
+             f"{b['measured_ms'] / a['measured_ms']:.3f}", f"{b['metric'] - a['metric']:+.4f}"]
+        )  # fmt: skip
+    header = ["seed", "MACs-aware mIoU", "ms", "latency-aware mIoU", "ms", "latency-aware / MACs-aware latency",
+              "mIoU difference"]  # fmt: skip
+    lines += markdown_table(header, table)
+    d = statistics.fmean(r["metric"] for r in lat.values()) - statistics.fmean(r["metric"] for r in macs.values())
+    return lines + ["", f"Latency-aware minus MACs-aware mIoU: {d:+.4f} (mean over seeds)."]
 
 
 if __name__ == "__main__":

@@ -50,26 +50,19 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from _common import random_arch_at_macs, uniform_arch
+from _common import CALIB_BATCHES, TASKS, TRAIN, random_arch_at_macs, search_data, uniform_arch
 
 import hrnas
 from hrnas._files import atomic_path, write_atomic
 
 RESULTS = Path(__file__).parent / "results"
 
-# Data sizes: seg counts scenes, cls counts images per class (Fashion-MNIST is balanced). The defaults are sized to
-# about 50 minutes on 2 idle cores (500 and 437 steps per run; `--plan` prints the estimate for this machine).
-TASKS = {
-    "seg": dict(space="seg_tiny", size=64, metric="mIoU", train=4000, val=1000, epochs=4.0),
-    "cls": dict(space="cls_tiny", size=32, metric="top-1", train=400, val=100, epochs=3.5),
-}
+# the tasks (TASKS) and training settings (TRAIN): benchmarks/_common.py
 QUICK = {
     "seg": dict(train=160, val=32, epochs=1.0),
     "cls": dict(train=16, val=4, epochs=1.0),
 }
-TRAIN = dict(batch_size=32, lr=0.1)  # the CPU demo's settings (hrnas.search.recipes.DEMO)
 QUICK_TRAIN = dict(batch_size=16, lr=0.1)
-CALIB_BATCHES = 10
 RUN_OVERHEAD_S = 8.0  # per run: process start, imports, data, network builds, the final evaluation's set-up
 TOLERANCE = 0.03  # baselines' MACs within this fraction of the target
 
@@ -90,20 +83,6 @@ def _macs(arch, size: int) -> int:
 # -- one training run (in a worker process) -----------------------------------------------------------------
 
 
-def _datasets(task: str, train: int, val: int, size: int):
-    from hrnas.data import FashionMNIST, FashionMNISTScenes
-
-    if task == "seg":
-        return (
-            FashionMNISTScenes("train", train, canvas=size, augment=True, seed=0),
-            FashionMNISTScenes("val", val, canvas=size, seed=0),
-        )
-    return (
-        FashionMNIST("train", image_size=size, limit=train, augment=True, seed=0),
-        FashionMNIST("test", image_size=size, limit=val),
-    )
-
-
 def run_job(job: dict) -> dict:
     """Train one network (a search, or a fixed architecture) and evaluate it."""
     import torch
@@ -113,7 +92,7 @@ def run_job(job: dict) -> dict:
     torch.set_num_threads(job["threads"])
     t = job["task_cfg"]
     size = t["size"]
-    train, val = _datasets(job["task"], t["train"], t["val"], size)
+    train, val = search_data(job["task"], t["train"], t["val"], size)
     torch.manual_seed(job["seed"])  # the initialisation
     common = dict(
         input_size=(size, size),
