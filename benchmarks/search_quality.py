@@ -22,27 +22,27 @@ Uniform and random networks are fitted to the mean MACs of the ``search`` runs o
 are compared at the cost the search actually reached. Fixed architectures are trained by ``hrnas.search`` itself
 with no budget, ``rho=0`` and a negative removal threshold: nothing is penalised or removed, every other part of
 the loop is the same. Runs go to a pool of worker processes, one per core with one thread each, so that runs do not
-compete for cores. Latency (batch 1, median of repeated runs, eval form and ``hrnas.deploy`` form) is measured
-afterwards for every architecture side by side, in this process, with no training running.
+compete for cores. Latency (batch 1, eval form and ``hrnas.deploy`` form) is measured afterwards for every
+architecture side by side, in this process, with no training running: rounds over every network of a task, one
+untimed and a few timed runs per visit (``_common.time_side_by_side``), the median over the rounds.
 
-    python benchmarks/search_quality.py              # ~50 min on 2 idle cores; prints its plan and estimate first
+    python benchmarks/search_quality.py              # prints its plan and estimate first
     python benchmarks/search_quality.py --plan       # measure step times, print the plan and its estimate, stop
-    python benchmarks/search_quality.py --quick      # smoke test (~1-2 minutes): tiny data, a few steps, 1 seed
+    python benchmarks/search_quality.py --quick      # smoke test: tiny data, a few steps, 1 seed
     python benchmarks/search_quality.py --tasks seg  # one task
 
 Writes benchmarks/results/search_quality.md, .csv (one row per run, with its architecture) and .png (metric against
-MACs and against latency, one marker per method); ``--quick`` writes ``search_quality_quick.*``.
+MACs and against latency, one marker per method); ``--quick`` writes ``search_quality_quick.*``. The report and the
+plot are ``benchmarks/_search_quality_report.py``; the tasks, training settings and data are shared with
+``latency_model.py`` (``benchmarks/_common.py``). The time a full run took: see benchmarks/results/search_quality.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import multiprocessing
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -50,12 +50,19 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from _common import CALIB_BATCHES, TASKS, TRAIN, random_arch_at_macs, search_data, uniform_arch
+from _common import (
+    CALIB_BATCHES,
+    RESULTS,
+    TASKS,
+    TRAIN,
+    random_arch_at_macs,
+    search_data,
+    time_side_by_side,
+    uniform_arch,
+)
+from _search_quality_report import EQUAL, METHOD_ORDER, NO_TF, RANDOM, RETRAINED, SEARCH, UNIFORM, write_report
 
 import hrnas
-from hrnas._files import atomic_path, write_atomic
-
-RESULTS = Path(__file__).parent / "results"
 
 # the tasks (TASKS) and training settings (TRAIN): benchmarks/_common.py
 QUICK = {
@@ -65,15 +72,6 @@ QUICK = {
 QUICK_TRAIN = dict(batch_size=16, lr=0.1)
 RUN_OVERHEAD_S = 8.0  # per run: process start, imports, data, network builds, the final evaluation's set-up
 TOLERANCE = 0.03  # baselines' MACs within this fraction of the target
-
-SEARCH = "search"
-RETRAINED = "search, retrained"
-EQUAL = "search, equal penalty"
-NO_TF = "search, no transformers"
-UNIFORM = "uniform width"
-RANDOM = "random"
-METHOD_ORDER = [SEARCH, RETRAINED, EQUAL, NO_TF, UNIFORM, RANDOM]
-MARKERS = {SEARCH: "o", RETRAINED: "s", EQUAL: "v", NO_TF: "^", UNIFORM: "D", RANDOM: "x"}
 
 
 def _macs(arch, size: int) -> int:
@@ -281,37 +279,25 @@ def print_plan(pool, args, conf: dict, seeds: list[int], budgets: dict) -> None:
 
 
 def measure_latency(archs: dict, size: int, threads: int, rounds: int, reps: int) -> dict:
-    """Median batch-1 latency (ms) of every arch, eval form and deploy form, measured round-robin."""
+    """Median batch-1 latency (ms) of every arch, eval form and deploy form, all timed side by side in ``rounds``
+    rounds (``_common.time_side_by_side``: one untimed forward per visit, which brings the network back into the
+    caches after the others evicted it, then ``reps`` timed ones)."""
     import torch
-
-    import hrnas
 
     torch.set_num_threads(threads)
     x = torch.randn(1, 3, size, size)
-    models = {}
+    calls = {}
     with tempfile.TemporaryDirectory() as tmp:
         for key, arch in archs.items():
             torch.manual_seed(0)
             model = hrnas.HRNASNet(hrnas.Arch.from_dict(arch)).eval()
             deployed = hrnas.deploy(model, (size, size), batch_size=1, cache_path=os.path.join(tmp, "tune.json"))
             xd = x.contiguous(memory_format=deployed.memory_format)
-            models[key] = [(model, x), (deployed, xd)]
-    times = {key: [[], []] for key in models}
+            calls[key, "eval"] = lambda m=model: m(x)
+            calls[key, "deploy"] = lambda m=deployed, xd=xd: m(xd)
     with torch.inference_mode():
-        for forms in models.values():  # warm-up
-            for m, xx in forms:
-                m(xx)
-        for _ in range(rounds):
-            for key, forms in models.items():
-                for i, (m, xx) in enumerate(forms):
-                    # one untimed forward per visit: cycling through many networks evicts their weights and oneDNN
-                    # primitives from the caches, which otherwise makes every timed forward about 2x slower
-                    m(xx)
-                    for _ in range(reps):
-                        t0 = time.perf_counter()
-                        m(xx)
-                        times[key][i].append(time.perf_counter() - t0)
-    return {key: tuple(statistics.median(t) * 1e3 for t in ts) for key, ts in times.items()}
+        times = time_side_by_side(calls, rounds, reps)
+    return {key: (1e3 * times[key, "eval"], 1e3 * times[key, "deploy"]) for key in archs}
 
 
 # -- the run ------------------------------------------------------------------------------------------------
@@ -465,247 +451,11 @@ def main(argv=None) -> None:
         load=load,
         rounds=rounds,
         reps=reps,
+        steps={task: steps_of(t, conf["train"]) for task, t in conf["tasks"].items()},
+        tolerance=TOLERANCE,
     )
-    write(rows, meta, Path(args.out), "_quick" if args.quick else "")
+    write_report(rows, meta, Path(args.out), "_quick" if args.quick else "")
     print(f"done: training {train_min:.1f} min, latency {lat_min:.1f} min", flush=True)
-
-
-# -- the report ---------------------------------------------------------------------------------------------
-
-
-def _stats(values: list[float]) -> tuple[float, float]:
-    mean = statistics.fmean(values)
-    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def summarise(rows: list[dict]) -> list[dict]:
-    """One row per (task, method, and for random each architecture as well as all of them together)."""
-    out = []
-    groups: dict = {}
-    for r in rows:
-        groups.setdefault((r["task"], r["method"]), []).append(r)
-        if r["method"] == RANDOM:
-            groups.setdefault((r["task"], r["arch_id"]), []).append(r)
-    for (task, label), rs in groups.items():
-        metric = [r["metric"] for r in rs]
-        m, sd = _stats(metric)
-        out.append(
-            dict(
-                task=task,
-                method=label,
-                runs=len(rs),
-                archs=len({json.dumps(r["arch"], sort_keys=True) for r in rs}),
-                metric=m,
-                metric_sd=sd,
-                metric_min=min(metric),
-                metric_max=max(metric),
-                macs=statistics.fmean(r["macs"] for r in rs),
-                params=statistics.fmean(r["params"] for r in rs),
-                tokens=statistics.fmean(r["tokens"] for r in rs),
-                latency_ms=statistics.median(r["latency_ms"] for r in rs),
-                latency_deploy_ms=statistics.median(r["latency_deploy_ms"] for r in rs),
-                train_s=statistics.fmean(r["train_s"] for r in rs),
-            )
-        )
-
-    def order(s):
-        base = s["method"].split(" #")[0]
-        return (s["task"], METHOD_ORDER.index(base), s["method"])
-
-    return sorted(out, key=order)
-
-
-def comparisons(summary: list[dict], rows: list[dict]) -> list[str]:
-    """Differences of means, set against the seed spread (largest standard deviation of the two)."""
-    lines = []
-    pairs = [
-        (SEARCH, UNIFORM),
-        (SEARCH, RANDOM),
-        (RETRAINED, UNIFORM),
-        (RETRAINED, RANDOM),
-        (SEARCH, RETRAINED),
-        (SEARCH, EQUAL),
-        (SEARCH, NO_TF),
-    ]
-    by = {(s["task"], s["method"]): s for s in summary}
-    for task in dict.fromkeys(s["task"] for s in summary):
-        for a, b in pairs:
-            if (task, a) not in by or (task, b) not in by:
-                continue
-            sa, sb = by[(task, a)], by[(task, b)]
-            diff = sa["metric"] - sb["metric"]
-            # random's spread mixes architectures and seeds; the seed spread is what one arch varies by
-            if b == RANDOM:
-                per_arch = [
-                    s["metric_sd"] for s in summary if s["task"] == task and s["method"].startswith(RANDOM + " #")
-                ]
-                spread = max([sa["metric_sd"], *per_arch])
-            else:
-                spread = max(sa["metric_sd"], sb["metric_sd"])
-            verdict = "n/a (1 seed)" if spread == 0 else ("yes" if abs(diff) > spread else "no")
-            if b == RANDOM:
-                means = [s["metric"] for s in summary if s["task"] == task and s["method"].startswith(RANDOM + " #")]
-                verdict += f"; above {sum(sa['metric'] > m for m in means)} of {len(means)} random archs"
-            lines.append(
-                f"| {task} | {a} | {b} | {100 * diff:+.2f} | {100 * spread:.2f} | {verdict} | "
-                f"{sa['macs'] / sb['macs']:.3f} |"
-            )
-    return lines
-
-
-def write(rows: list[dict], meta: dict, out: Path, suffix: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    fields = ["task", "method", "arch_id", "seed", "metric", "macs", "params", "hidden", "tokens", "latency_ms",
-              "latency_deploy_ms", "steps", "train_s"]  # fmt: skip
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields + ["arch"])
-    w.writeheader()
-    for r in sorted(rows, key=lambda r: (r["task"], r["method"], r["arch_id"], r["seed"])):
-        w.writerow({**{k: r[k] for k in fields}, "arch": json.dumps(r["arch"], separators=(",", ":"))})
-    write_atomic(out / f"search_quality{suffix}.csv", buf.getvalue())
-
-    summary = summarise(rows)
-    conf = meta["conf"]
-    import torch
-
-    import hrnas
-
-    d = hrnas.SearchConfig()
-
-    lines = [
-        "# Search quality: hrnas.search against uniform scaling and random architectures at equal MACs",
-        "",
-        f"Produced by `{meta['command']}` in {meta['train_min']:.1f} min of training and {meta['lat_min']:.1f} min of "
-        f"latency measurement ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch "
-        f"{torch.__version__}; {meta['args']['workers']} training processes x {meta['args']['threads']} threads; "
-        f"1-minute load average {meta['load'][0]:.1f} at the start, {meta['load'][1]:.1f} at the end).",
-        "",
-        "## Settings",
-        "",
-        f"Seeds {meta['seeds']} (initialisation, data order, per-step randomness; the data and its augmentation are "
-        f"the same for every run). Every run: SGD (momentum {d.momentum}, Nesterov), peak lr {conf['train']['lr']}, "
-        f"cosine schedule with warm-up, batch {conf['train']['batch_size']}, weight decay {d.weight_decay}, gradient "
-        f"clip {d.grad_clip}, EMA (decay {d.ema_decay} at batch 4096) evaluated after BatchNorm re-calibration on "
-        f"{CALIB_BATCHES} batches, channels_last; searches: proximal L1, budget mode (the cost reaches the budget at "
-        f"{d.reach:.0%} of the run).",
-        "",
-        "| task | space | input | data (train / val) | epochs | steps | supernet MMACs | budget MMACs | "
-        "baseline target MMACs |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for task, t in conf["tasks"].items():
-        full, budget = meta["budgets"][task]
-        target = meta["fitted"].get(task, {}).get("target", float("nan"))
-        data = (
-            f"{t['train']} / {t['val']} scenes"
-            if task == "seg"
-            else f"{10 * t['train']} / {10 * t['val']} images (balanced)"
-        )
-        lines.append(
-            f"| {task} | {t['space']} | {t['size']}x{t['size']} | {data} | {t['epochs']} | "
-            f"{steps_of(t, conf['train'])} | {full / 1e6:.2f} | {budget / 1e6:.2f} | {target / 1e6:.2f} |"
-        )
-    metric_names = {task: TASKS[task]["metric"] for task in conf["tasks"]}
-    lines += [
-        "",
-        "Methods: `search` = hrnas.search at the budget (cost-weighted penalty, tokens searched), its own inherited "
-        "weights; `search, retrained` = that architecture from a fresh initialisation; `search, equal penalty` = "
-        "every unit penalised alike (network slimming); `search, no transformers` = the search in the supernet "
-        "without transformers at the same budget; `uniform width` = one keep fraction for every kernel path of "
-        "every block and every transformer's tokens (tokens rounded, then the channel fraction re-solved so the "
-        "MACs match); `random #i` = independent uniform keep fractions per path and per transformer, scaled "
-        f"together to the MACs. Uniform and random networks are fitted to the mean MACs of the `search` runs "
-        f"(within {TOLERANCE:.0%}) and trained by the same loop with nothing penalised or removed.",
-        "",
-        "## Results",
-        "",
-        f"Metric: {', '.join(f'{k} {v}' for k, v in metric_names.items())} on the validation set, in %; mean ± "
-        "standard deviation over runs [min, max]. Latency: batch 1, median of "
-        f"{meta['rounds']} x {meta['reps']} runs per network, all networks of a task measured round-robin in one "
-        f"process with {meta['args']['latency_threads']} thread(s); `eval` = the network in eval mode, `deploy` = "
-        "`hrnas.deploy` (BatchNorm folded, tuned kernel-path form and layout). `tokens` = tokens over all "
-        "transformers.",
-        "",
-        "| task | method | runs | archs | metric (%) | MMACs | params (M) | tokens | latency eval (ms) | "
-        "latency deploy (ms) | train (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for s in summary:
-        lines.append(
-            f"| {s['task']} | {s['method']} | {s['runs']} | {s['archs']} | {100 * s['metric']:.2f} ± "
-            f"{100 * s['metric_sd']:.2f} [{100 * s['metric_min']:.2f}, {100 * s['metric_max']:.2f}] | "
-            f"{s['macs'] / 1e6:.2f} | {s['params'] / 1e6:.3f} | {s['tokens']:.0f} | {s['latency_ms']:.2f} | "
-            f"{s['latency_deploy_ms']:.2f} | {s['train_s']:.0f} |"
-        )
-    lines += [
-        "",
-        "## Differences",
-        "",
-        "Difference of the mean metric (percentage points, first minus second) against the seed spread (the larger "
-        "standard deviation of the two; for random, the largest per-architecture one), and the MACs ratio.",
-        "",
-        "| task | method | against | difference (pts) | seed spread (pts) | larger than spread | MACs ratio |",
-        "|---|---|---|---|---|---|---|",
-        *comparisons(summary, rows),
-        "",
-        f"Per-run numbers and every architecture: `search_quality{suffix}.csv`. Plot: `search_quality{suffix}.png`.",
-        "",
-    ]
-    write_atomic(out / f"search_quality{suffix}.md", "\n".join(lines))
-    plot(rows, summary, conf, out / f"search_quality{suffix}.png")
-
-
-def plot(rows: list[dict], summary: list[dict], conf: dict, path: Path) -> None:
-    """Metric against MACs (top row) and against deploy-form latency (bottom row), one marker per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    tasks = list(conf["tasks"])
-    fig, axes = plt.subplots(2, len(tasks), figsize=(6.5 * len(tasks), 9), squeeze=False)
-    colors = {m: f"C{i}" for i, m in enumerate(METHOD_ORDER)}
-    for col, task in enumerate(tasks):
-        t = conf["tasks"][task]
-        for row, (key, scale, xlabel) in enumerate(
-            [("macs", 1e-6, f"MMACs at {t['size']}x{t['size']}"), ("latency_deploy_ms", 1.0, "deploy latency (ms)")]
-        ):
-            ax = axes[row][col]
-            for method in METHOD_ORDER:
-                rs = [r for r in rows if r["task"] == task and r["method"] == method]
-                if not rs:
-                    continue
-                ax.scatter(
-                    [r[key] * scale for r in rs],
-                    [100 * r["metric"] for r in rs],
-                    marker=MARKERS[method],
-                    color=colors[method],
-                    alpha=0.35,
-                    s=22,
-                )
-                labels = [method] if method != RANDOM else sorted({r["arch_id"] for r in rs})
-                for i, label in enumerate(labels):
-                    s = next(x for x in summary if x["task"] == task and x["method"] == label)
-                    ax.errorbar(
-                        s[key] * scale,
-                        100 * s["metric"],
-                        yerr=100 * s["metric_sd"],
-                        marker=MARKERS[method],
-                        color=colors[method],
-                        markersize=8,
-                        capsize=3,
-                        linestyle="none",
-                        label=method if i == 0 else None,
-                    )
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(f"{TASKS[task]['metric']} (%)")
-            ax.set_title(f"{task}: {t['space']}, {t['size']}x{t['size']} (mean ± sd; faint: single runs)")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
 
 
 if __name__ == "__main__":

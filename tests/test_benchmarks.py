@@ -1,5 +1,7 @@
-"""The benchmarks' quick modes run (smoke tests: they must produce their tables; no timing is asserted)."""
+"""The benchmarks' quick modes run (smoke tests: they must produce their tables; no timing is asserted), and what
+they share (benchmarks/_common.py, the search quality report) works on its own."""
 
+import ast
 import csv
 import subprocess
 import sys
@@ -128,3 +130,65 @@ def test_latency_model_quick_mode(tmp_path):
     # each latency search's budget is the measured latency of the MACs search of its seed, compared per seed
     assert int(by_job["latency"]["budget"]) == pytest.approx(1e3 * float(by_job["macs"]["target_ms"]), abs=1)
     assert "Latency-aware against MACs-aware, per seed" in table
+
+
+def test_scripts_import_no_other_script():
+    """What scripts share lives in modules whose names start with an underscore (benchmarks/_common.py)."""
+    scripts = {p.stem for p in BENCH.glob("*.py")}
+    for path in BENCH.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            shared = [n for n in names if n.split(".")[0] in scripts]
+            assert all(n.startswith("_") for n in shared), f"{path.name} imports the script {shared}"
+
+
+def test_common_files_and_timer(tmp_path):
+    import torch
+
+    common = _import_bench("_common")
+    rows = [{"a": 1, "b": {"x": [1, 2]}}, {"a": 2, "c": None, "d": "e, f"}]
+    common.write_csv(tmp_path / "t.csv", rows)  # columns: every key, in the order they first appear
+    assert (tmp_path / "t.csv").read_text().splitlines() == ["a,b,c,d", '1,"{""x"":[1,2]}",,', '2,,,"e, f"']
+    common.write_csv(tmp_path / "u.csv", rows, ["d", "a"])
+    assert (tmp_path / "u.csv").read_text().splitlines() == ["d,a", ",1", '"e, f",2']
+    common.write_markdown(tmp_path / "sub" / "t.md", ["# t", "", *common.markdown_table(["x", "y"], [[1, ""]])])
+    assert (tmp_path / "sub" / "t.md").read_text() == "# t\n\n| x | y |\n|---|---|\n| 1 |  |\n"
+    assert common.machine().endswith(f"CPUs, torch {torch.__version__}")
+    assert " threads, torch " in common.machine(threads=True)
+
+    calls = []
+    times = common.time_side_by_side({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3, reps=2)
+    assert calls == (["a"] * 3 + ["b"] * 3) * 3  # per round: each visit one untimed and two timed calls
+    assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
+
+
+def test_search_quality_report_from_rows(tmp_path):
+    """The report's tables from a run's rows, without training anything."""
+    report, sq = _import_bench("_search_quality_report"), _import_bench("search_quality")
+    rows = []
+    for task in ("seg", "cls"):
+        for method, arch_id in [(m, f"{m} s0") for m in report.METHOD_ORDER[:4]] + [
+            (report.UNIFORM, report.UNIFORM), (report.RANDOM, "random #1"), (report.RANDOM, "random #2")
+        ]:  # fmt: skip
+            for seed in (0, 1):
+                rows.append(
+                    dict(task=task, method=method, arch_id=arch_id, seed=seed, metric=0.5 + 0.01 * seed, macs=1e6,
+                         params=3e4, hidden=100, tokens=16, steps=10, train_s=12.0, arch={"blocks": [seed]},
+                         latency_ms=2.0, latency_deploy_ms=1.5)
+                )  # fmt: skip
+    conf = dict(tasks={t: {**sq.TASKS[t], **sq.QUICK[t]} for t in ("seg", "cls")}, train=dict(sq.QUICK_TRAIN))
+    meta = dict(
+        command="python benchmarks/search_quality.py --quick", seeds=[0, 1], conf=conf, fitted={"seg": {"target": 1e6}},
+        budgets={"seg": (1e7, 1e6), "cls": (5e6, 5e5)}, args=dict(workers=2, threads=1, latency_threads=1),
+        train_min=1.0, lat_min=0.5, load=[1.0, 1.2], rounds=3, reps=2, steps={"seg": 10, "cls": 10}, tolerance=0.03,
+    )  # fmt: skip
+    report.write_report(rows, meta, tmp_path, "_quick")
+    table = (tmp_path / "search_quality_quick.md").read_text()
+    assert "| seg | random | 4 | 2 | 50.50 ± 0.58 [50.00, 51.00] |" in table
+    assert "| cls | random #2 | 2 | 2 |" in table
+    assert "| seg | search | uniform width | +0.00 | 0.71 | no | 1.000 |" in table  # equal means, seed spread 0.71
+    with open(tmp_path / "search_quality_quick.csv") as f:
+        written = list(csv.DictReader(f))
+    assert len(written) == len(rows) and list(written[0])[-1] == "arch" and written[0]["arch"] == '{"blocks":[0]}'
+    assert (tmp_path / "search_quality_quick.png").stat().st_size > 0
