@@ -130,21 +130,10 @@ def test_budget_cut_by_importance_per_cost(supernet):
     model = CostModel(SIZE)
     index = UnitIndex(arch, state, state, model, model.normalizer(arch), importance=importance)
     start = hrnas.count_macs(arch, SIZE)
-    controller = BudgetController(int(0.8 * start), start, total_steps=100, rho=1.0)
+    controller = BudgetController(int(0.5 * start), start, total_steps=100, rho=1.0)
     sel = select_units(index, 1e-3, controller, step=100, final=True)
     score = index.importance / index.penalty
-    # no path gives up more than half of its units in one cut; within that, the lowest scores go
-    removed_per_slot = torch.bincount(index.slot[sel.removed], minlength=index.num_slots)
-    units_per_slot = torch.bincount(index.slot, minlength=index.num_slots)
-    assert sel.forced and bool((removed_per_slot <= units_per_slot // 2).all())
-    open_slots = removed_per_slot < units_per_slot // 2  # paths whose share was not used up
-    kept_in_open = ~sel.removed & open_slots[index.slot]
-    assert float(score[sel.removed].max()) <= float(score[kept_in_open].min())
-    # a cut too deep for half of every path takes more
-    deep = select_units(index, 1e-3, BudgetController(int(0.2 * start), start, 100, 1.0), step=100, final=True)
-    assert deep.cost_after <= 0.2 * start and bool(
-        (torch.bincount(index.slot[deep.removed], minlength=index.num_slots) > units_per_slot // 2).any()
-    )
+    assert sel.forced and float(score[sel.removed].max()) <= float(score[~sel.removed].min())
     by_gate = select_units(UnitIndex(arch, state, state, model, model.normalizer(arch)), 1e-3, controller, 100, True)
     assert not torch.equal(by_gate.removed, sel.removed)
 

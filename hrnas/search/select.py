@@ -152,28 +152,6 @@ def _largest_prefix(n: int, ok: Callable[[int], bool]) -> int:
     return lo
 
 
-# cut_rank='taylor': a forced cut takes at most this share of a kernel path's (or transformer's) units before it takes
-# units ranked after them. First-order importance is the value of a unit at the path's present width; the last units
-# of a path are worth more than that, and they show it only once the path is thinner, at the next check.
-CUT_SHARE = 0.5
-
-
-def _at_most_a_share_per_path(index: UnitIndex, order: torch.Tensor, share: float) -> torch.Tensor:
-    """``order`` with, per slot (kernel path or transformer), the units beyond ``share`` of the slot's units in it
-    moved behind all the others (keeping their order), so that a cut prefix takes them only if it must."""
-    slots = index.slot[order]
-    alive = torch.bincount(slots, minlength=index.num_slots)
-    quota = torch.floor(alive.double() * share).long()
-    # rank of each unit within its slot, in cut order
-    rank = torch.zeros_like(order)
-    seen = torch.zeros(index.num_slots, dtype=torch.long)
-    for i, slot in enumerate(slots.tolist()):
-        rank[i] = seen[slot]
-        seen[slot] += 1
-    within = rank < quota[slots]
-    return torch.cat([order[within], order[~within]])
-
-
 def select_units(
     index: UnitIndex,
     threshold: float,
@@ -243,8 +221,6 @@ def select_units(
     if cost > target:
         alive_idx = torch.nonzero(~removed).flatten()
         alive_idx = alive_idx[score[alive_idx].argsort(stable=True)]
-        if index.importance is not None:
-            alive_idx = _at_most_a_share_per_path(index, alive_idx, CUT_SHARE)
         # smallest k with cost <= target == (largest k with cost > target) + 1
         k2 = _largest_prefix(len(alive_idx), lambda k: index.cost_without(removing(alive_idx, k, removed)) > target)
         k2 = min(k2 + 1, len(alive_idx))
