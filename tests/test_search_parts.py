@@ -210,7 +210,7 @@ def test_plan_of_a_family_run():
     assert plan.ramp() is None
     c = plan.controller()
     assert (c.budget, c.start, c.total_steps, c.budgets, c.recovery) == (300, 1000, 100, [500, 300], 5)
-    assert (c.rho_min, c.rho_max, c.goal, c.lower) == (pytest.approx(1e-3 / 3), pytest.approx(10 / 3), 0.95, 0.9)
+    assert (c.rho_min, c.rho_max, c.goal, c.lower) == (pytest.approx(1e-3 / 3), pytest.approx(1 / 3), 0.95, 0.9)
     assert plan.controller() is not c and plan.controller() == c  # a fresh controller each time
     # the learning rate: 10 warm-up steps, then cosine to 0
     assert plan.lr_warmup_steps == 10
@@ -234,7 +234,7 @@ def test_finetuned_tail_stops_the_penalty_and_restarts_the_learning_rate():
     assert family.tail_start == family.controller().arrival_step() == 60  # after the last member's budget
     assert _plan(SearchConfig(steps=100, budget=300, reach=1.0)).tail_start is None  # no tail to fine-tune
     assert _plan(SearchConfig(steps=100)).tail_start is None  # paper mode
-    assert _plan(SearchConfig(steps=100, budget=300, rho_limit=1.0)).controller().rho_max == pytest.approx(1 / 3)
+    assert _plan(SearchConfig(steps=100, budget=300, rho_limit=10.0)).controller().rho_max == pytest.approx(10 / 3)
 
 
 def test_plan_of_latency_and_paper_runs():
@@ -468,7 +468,7 @@ def test_checkpoint_layout_and_the_previous_one(tmp_path):
     save_checkpoint({"version": 2, **parts, "config": {"steps": 5}, "trainer": {"model": {}}}, tmp_path / "v2.pt")
     v2 = read_search_checkpoint(tmp_path / "v2.pt")
     assert v2["version"] == 3 and v2["trainer"] == {"model": {}, "importance": {}}
-    assert v2["config"] == {"steps": 5, "tail": "penalised", "cut_rank": "gate"}
+    assert v2["config"] == {"steps": 5, "tail": "penalised", "cut_rank": "gate", "rho_limit": 10.0}
     # hrnas before the components: one flat dict, without a version (and early ones without latency fields)
     member = {"step": 2, "budget": 10, "cost": 9, "metric": 0.5, "directory": "f/0-10"}
     old = dict(arch={"a": 1}, config={"steps": 5}, step=4, rng={"torch": torch.zeros(2)}, model={"w": torch.ones(1)},
@@ -477,7 +477,7 @@ def test_checkpoint_layout_and_the_previous_one(tmp_path):
     save_checkpoint(old, tmp_path / "old.pt")
     new = read_search_checkpoint(tmp_path / "old.pt")
     assert new["version"] == 3 and (new["arch"], new["step"]) == ({"a": 1}, 4)
-    assert new["config"] == {"steps": 5, "tail": "penalised", "cut_rank": "gate"}
+    assert new["config"] == {"steps": 5, "tail": "penalised", "cut_rank": "gate", "rho_limit": 10.0}
     assert (
         new["trainer"]["model"]["w"].item() == 1.0
         and new["trainer"]["ema"] is None

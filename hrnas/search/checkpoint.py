@@ -132,8 +132,8 @@ def _from_version_1(old: dict[str, Any]) -> dict[str, Any]:
 
 def _from_version_2(old: dict[str, Any]) -> dict[str, Any]:
     """Version 2 in version 3's layout: no measured importance yet, and the settings that did not exist then at the
-    values that version ran with (a penalised tail, cuts ranked by gate)."""
-    config = {"tail": "penalised", "cut_rank": "gate", **old["config"]}
+    values that version ran with (a penalised tail, cuts ranked by gate, rho up to 10x its scale)."""
+    config = {"tail": "penalised", "cut_rank": "gate", "rho_limit": 10.0, **old["config"]}
     return {**old, "version": 3, "config": config, "trainer": {**old["trainer"], "importance": {}}}
 
 

@@ -85,7 +85,9 @@ class SearchConfig:
             of the run), so that the network that survived is trained as a network of its own; ``'penalised'``
             keeps the penalty, lowered step by step, and the schedule running (before 0.2; see docs/search.md for
             the measurements behind the change).
-        rho_limit: budget mode: the controller keeps rho within ``[1e-3, rho_limit] x`` its natural scale.
+        rho_limit: budget mode: the controller keeps rho within ``[1e-3, rho_limit] x`` its natural scale (the strength
+            at which the penalty could move a gate of penalty 1 by about 1 before the budget is reached). Default 1:
+            above it the cost weighting decides alone which units survive (10 before 0.2; docs/search.md).
         cut_rank: budget mode, how units the trajectory forces out are ranked: ``'taylor'`` (default) by their
             measured importance per unit of cost (the running mean of ``|gamma * dL/dgamma|``, the loss their removal
             would add to first order, over their cost), ``'gate'`` by ``|gamma|`` alone (before 0.2).
@@ -142,7 +144,7 @@ class SearchConfig:
     reach: float = 0.6
     hold: float = 0.0
     tail: str = "finetune"
-    rho_limit: float = 10.0
+    rho_limit: float = 1.0
     cut_rank: str = "taylor"
 
     ema_decay: float = 0.9999

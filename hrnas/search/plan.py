@@ -67,7 +67,7 @@ class RunPlan:
     hold: float
     recovery: int
     min_shrink: float
-    rho_limit: float = 10.0
+    rho_limit: float = 1.0
     tail_start: Optional[int] = None
 
     @property
