@@ -66,8 +66,9 @@ def _model_config(
         h, w = cfg["input_size"][-2:]
         red = 4 if arch.is_dense else arch.reduction
         cfg["pool_size"] = [-(-h // red), -(-w // red)]
-    # a registered name carries its architecture; anything else travels as the full Arch
-    model_args = {"in_chans": model.in_chans} if architecture else {"arch": arch.to_dict(), "in_chans": model.in_chans}
+    # the full Arch travels with the weights, also under a registered name: the name's architecture can change
+    # between versions of the zoo (hrnas_seg_a was searched again), the weights' cannot
+    model_args = {"arch": arch.to_dict(), "in_chans": model.in_chans}
     return {
         "architecture": architecture or "hrnas_custom",
         "num_classes": model.num_classes,

@@ -128,7 +128,9 @@ def _create_hrnas(variant: str, arch: Arch, pretrained: bool = False, **kwargs: 
 
 
 def _from_catalog(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> HRNASNet:
-    return _create_hrnas(variant, _CATALOG[variant].arch(), pretrained, **kwargs)
+    # arch= : a model directory's own record of the network its weights belong to (hrnas.save_pretrained)
+    arch = Arch.coerce(kwargs.pop("arch")) if "arch" in kwargs else _CATALOG[variant].arch()
+    return _create_hrnas(variant, arch, pretrained, **kwargs)
 
 
 def _searched(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> HRNASNet:
@@ -193,33 +195,37 @@ def _register_if_shipped(fn):
 @_register_if_shipped
 def hrnas_cls_b(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS classification network searched to 0.33 GMACs at 224x224 with 1000 classes (a larger sibling of
-    ``hrnas_cls_a``). Weights: ``hrnas_cls_b.fmnist``."""
+    ``hrnas_cls_a``). Weights: ``hrnas_cls_b.textured_fmnist``; ``arch_version=1``: the first zoo's architecture."""
     return _searched("hrnas_cls_b", pretrained, kwargs)
 
 
 @_register_if_shipped
 def hrnas_seg_a(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
-    """HR-NAS segmentation network searched to the paper's HR-NAS-A budget: 1.4 GMACs at 512x512 with 150 classes
-    (ADE20K's configuration). Weights: ``hrnas_seg_a.fmnist_scenes``."""
+    """HR-NAS segmentation network searched to the paper's HR-NAS-A budget: 1.4 GMACs at 224x224 with 150 classes,
+    as the paper counts (ADE20K's configuration; about 7.3 G at 512x512). Weights: ``hrnas_seg_a.textured_scenes``;
+    ``arch_version=1``: the first zoo's architecture (1.4 G counted at 512x512)."""
     return _searched("hrnas_seg_a", pretrained, kwargs)
 
 
 @_register_if_shipped
 def hrnas_seg_b(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
-    """HR-NAS segmentation network searched to the paper's HR-NAS-B budget: 2.2 GMACs at 512x512 with 150 classes.
-    Weights: ``hrnas_seg_b.fmnist_scenes``."""
+    """HR-NAS segmentation network searched to the paper's HR-NAS-B budget: 2.2 GMACs at 224x224 with 150 classes,
+    as the paper counts (about 11.5 G at 512x512). Weights: ``hrnas_seg_b.textured_scenes``; ``arch_version=1``: the
+    first zoo's architecture (2.2 G counted at 512x512)."""
     return _searched("hrnas_seg_b", pretrained, kwargs)
 
 
 @_register_if_shipped
 def hrnas_pose_a(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
-    """HR-NAS keypoint network searched to Lite-HRNet-18's cost: 205 MMACs at 256x192, 17 heatmaps. No weights."""
+    """HR-NAS keypoint network searched to Lite-HRNet-18's cost: 205 MMACs at 256x192, 17 heatmaps. No weights;
+    ``arch_version=1``: the first zoo's architecture."""
     return _searched("hrnas_pose_a", pretrained, kwargs)
 
 
 @_register_if_shipped
 def hrnas_pose_b(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
-    """HR-NAS keypoint network searched to Lite-HRNet-30's cost: 319 MMACs at 256x192, 17 heatmaps. No weights."""
+    """HR-NAS keypoint network searched to Lite-HRNet-30's cost: 319 MMACs at 256x192, 17 heatmaps. No weights;
+    ``arch_version=1``: the first zoo's architecture."""
     return _searched("hrnas_pose_b", pretrained, kwargs)
 
 

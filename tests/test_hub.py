@@ -18,7 +18,7 @@ NAME = "hrnas_cls_a.fmnist"
 REPO = f"hrnas/{NAME}"
 # weights tags exercised through the Hub cache: the released classification architecture, and the searched
 # segmentation model the issue names once its architecture ships
-HUB_NAMES = [NAME] + (["hrnas_seg_a.fmnist_scenes"] if "hrnas_seg_a" in zoo_entries() else [])
+HUB_NAMES = [NAME] + (["hrnas_seg_a.textured_scenes"] if "hrnas_seg_a" in zoo_entries() else [])
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -154,12 +154,18 @@ def test_model_directory_names_registered_architecture(tmp_path):
     model = hrnas.create_model("hrnas_cls_a", num_classes=7)
     hrnas.save_pretrained(model, tmp_path / "d", architecture="hrnas_cls_a")
     config = json.loads((tmp_path / "d" / "config.json").read_text())
-    assert config["architecture"] == "hrnas_cls_a" and "arch" not in config["model_args"]
+    # the exact architecture travels with the weights, so a directory still loads after the name's zoo entry changes
+    assert config["architecture"] == "hrnas_cls_a" and config["model_args"]["arch"] == model.arch.to_dict()
     again = hrnas.create_model(str(tmp_path / "d"))
     assert again.num_classes == 7
     x = torch.randn(1, 3, 64, 64)
     model.eval(), again.eval()
     assert torch.equal(model(x), again(x))
+    halves = [b.replace(channels=tuple(c // 2 for c in b.channels)) for b in model.arch.blocks()]
+    narrower = model.arch.with_blocks(halves)
+    other = hrnas.create_model("hrnas_cls_a", arch=narrower, num_classes=7)
+    hrnas.save_pretrained(other, tmp_path / "e", architecture="hrnas_cls_a")
+    assert hrnas.create_model(str(tmp_path / "e")).arch.blocks() == narrower.blocks() != model.arch.blocks()
 
 
 def test_push_dry_run_writes_exactly_the_upload(tmp_path):

@@ -57,7 +57,7 @@ def test_default_is_the_sized_configuration_and_tags_name_their_data():
     assert not any(n.startswith("hrnas_supernet") for n in timm.list_pretrained("hrnas_*"))
 
 
-def _fake_entry(budget="1.4G", tag="fmnist_scenes"):
+def _fake_entry(budget="1.4G", tag="textured_scenes"):
     return {
         "name": "hrnas_seg_a",
         "arch": {},
@@ -76,11 +76,11 @@ def _fake_entry(budget="1.4G", tag="fmnist_scenes"):
 
 
 def test_model_cards_state_data_budget_command_and_limits():
-    card = zoo_card(_fake_entry(), "fmnist_scenes", 0.25)
+    card = zoo_card(_fake_entry(), "textured_scenes", 0.25)
     assert card.startswith("---\nlibrary_name: timm\n")
     for text in ("`hrnas zoo-build hrnas_seg_a", "Fashion-MNIST scenes", "1.4G", "mIoU 0.2500", "Not good for"):
         assert text in card, text
-    assert "create_model('hrnas_seg_a.fmnist_scenes', pretrained=True)" in card
+    assert "create_model('hrnas_seg_a.textured_scenes', pretrained=True)" in card
     bare = zoo_card(_fake_entry(tag=None))
     assert "None: no data." in bare and "pretrained=True" not in bare
 
