@@ -25,6 +25,8 @@ __all__ = ["LoadWatch", "ThreadTuner", "busy_cpus", "choose_threads", "usable_cp
 
 # A core counts as taken by others when they keep it this busy; below it, a thread there loses less than it adds.
 _BUSY_ROUNDING = 0.6
+# steps after which the load is sampled again, besides every ``check_every`` steps
+_EARLY_CHECKS = (3, 10, 25)
 
 
 def _cgroup_quota() -> Optional[float]:
@@ -120,11 +122,11 @@ class ThreadTuner:
     """Keeps ``torch``'s intra-op thread count fitted to the free cores during a long run.
 
     Call :meth:`start` once, :meth:`step_done` after every training step with its duration, and
-    :meth:`network_changed` when the work per step changes (a shrink). Every ``check_every`` steps the load is
-    sampled again; when the free cores changed, the thread count follows. When the step time drifts above
-    ``drift`` x its recent baseline, the neighbouring thread counts are each tried for ``trial_steps`` steps and
-    the fastest kept (a busy machine's load is not always visible in ``/proc/stat``, for instance under a
-    hypervisor's steal time).
+    :meth:`network_changed` when the work per step changes (a shrink). After the 3rd, 10th and 25th step and then
+    every ``check_every`` steps the load is sampled again; when the free cores changed, the thread count follows.
+    When the step time drifts above ``drift`` x its recent baseline, the neighbouring thread counts are each tried
+    for ``trial_steps`` steps and the fastest kept (a busy machine's load is not always visible in ``/proc/stat``,
+    for instance under a hypervisor's steal time).
 
     Args:
         threads: a fixed count (the tuner then only sets it), or ``None`` to choose and adapt.
@@ -189,7 +191,9 @@ class ThreadTuner:
         self.recent = (self.recent + [seconds])[-9:]
         if self.baseline is None and len(self.recent) >= 5:
             self.baseline = statistics.median(self.recent)
-        if self.steps % self.check_every == 0:
+        # early checks too: processes started together each see the others still starting (idle) at their first
+        # look, and all take every core
+        if self.steps in _EARLY_CHECKS or self.steps % self.check_every == 0:
             busy = self.load()
             wanted = choose_threads(busy, self.usable)
             if wanted != self.threads:
