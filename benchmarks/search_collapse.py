@@ -31,8 +31,10 @@ from pathlib import Path
 
 import torch
 import yaml
+from _common import uniform_arch
 
 from hrnas._files import write_atomic
+from hrnas.arch import Arch, branch_hidden_channels
 from hrnas.cost import count_macs
 from hrnas.release.recipes import ZOO_RECIPES, _supernet, proxy_data
 from hrnas.search import loop as search_loop
@@ -167,6 +169,7 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], help="override a search setting: key=value (YAML value)")
     p.add_argument("--no-retrain", action="store_true", help="skip retraining the found architecture from scratch")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--uniform", type=float, metavar="MACS", help="instead: uniform width at MACS (named config)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -175,9 +178,13 @@ def main(argv=None) -> int:
     for item in args.set:
         key, _, value = item.partition("=")
         settings[key] = yaml.safe_load(value)
+    if args.uniform:
+        return _uniform_baseline(recipe, args.name, args.uniform)
     _forced_tracking()
     work = Path("runs/search_collapse") / args.name
     report = {"recipe": args.recipe, "settings": settings, "threads": torch.get_num_threads()}
+    cfg = SearchConfig().replace(**settings)
+    report["method"] = {k: getattr(cfg, k) for k in ("tail", "cut_rank", "rho_limit", "reach")}
     report["search"], run = _run(recipe, settings, work / "search")
     print(json.dumps({k: report["search"][k] for k in ("metric", "macs", "wall_s")}), flush=True)
     if not args.no_retrain:
@@ -192,15 +199,71 @@ def main(argv=None) -> int:
     return 0
 
 
+def _uniform_baseline(recipe, name: str, target: float) -> int:
+    """Uniform width (one keep fraction for every path) at ``target`` MACs, trained by the recipe from scratch."""
+    from hrnas.release.recipes import run_recipe
+    from hrnas.spaces import get_space
+
+    supernet = get_space(recipe.space).supernet(transformers=False).replace(task=recipe.task)
+    arch, keep = uniform_arch(supernet.with_num_classes(recipe.num_classes), target, recipe.input_size)
+    started = time.time()
+    result, _ = run_recipe(recipe, arch=arch, output_dir=Path("runs/search_collapse") / name)
+    uniform = {
+        "target_macs": target,
+        "macs": count_macs(arch, recipe.input_size),
+        "keep": keep,
+        "branches": branch_hidden_channels(arch),
+        "metric": result.metric,
+        "curve": [[r["step"], r["metric"]] for r in result.history],
+        "wall_s": round(time.time() - started, 1),
+    }
+    report = {"recipe": recipe.name, "method": {"baseline": "uniform width"}, "uniform": uniform}
+    OUT.mkdir(parents=True, exist_ok=True)
+    write_atomic(OUT / f"{name}.json", json.dumps(report, indent=1) + "\n")
+    write_atomic(RESULTS / "search_collapse.md", _report())
+    return 0
+
+
+def _summary(reports: list[tuple[str, dict]]) -> list[str]:
+    rows = []
+    for name, rep in reports:
+        if "uniform" in rep:
+            u = rep["uniform"]
+            rows.append(f"| {name} | uniform width (keep {u['keep']:.1%}) | | | | {u['metric']:.3f} | "
+                        f"{u['macs'] / 1e6:.1f} | {' / '.join(map(str, u['branches']))} |")  # fmt: skip
+            continue
+        m, s = rep.get("method", {}), rep["search"]
+        best = max((e["ema_calibrated"] for e in s["evals"][:-1]), default=float("nan"))
+        retrained = f"{rep['retrained']['metric']:.3f}" if "retrained" in rep else ""
+        widths = branch_hidden_channels(Arch.coerce(s["arch"]))
+        method = (
+            f"tail {m.get('tail')}, cuts by {m.get('cut_rank')}, rho <= {m.get('rho_limit')}x, reach {m.get('reach')}"
+        )
+        rows.append(f"| {name} | {method} | {best:.3f} | {s['metric']:.3f} | {retrained} | | {s['macs'] / 1e6:.1f} | "
+                    f"{' / '.join(map(str, widths))} |")  # fmt: skip
+    return [
+        "| variant | method | best before the end | search, final (inherited weights) | same architecture from scratch "
+        "| uniform width, from scratch | MMACs | hidden channels per branch (stride 4 / 8 / 16 / 32) |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def _report() -> str:
+    reports = [(p.stem, json.loads(p.read_text())) for p in sorted(OUT.glob("*.json"))]
     lines = [
         "# Search collapse diagnostics",
         "",
-        "Written by `benchmarks/search_collapse.py` (one section per variant; see its docstring for the method).",
+        "Written by `benchmarks/search_collapse.py` (one section per variant; see its docstring for the method). "
+        "Variants a-c ran before importance-ranked cuts existed, a-b before the fine-tuned tail.",
+        "",
+        *_summary(reports),
         "",
     ]
-    for path in sorted(OUT.glob("*.json")):
-        rep = json.loads(path.read_text())
+    for name, rep in reports:
+        if "search" not in rep:
+            continue
+        path = OUT / f"{name}.json"
         s = rep["search"]
         lines += [f"## {path.stem} ({rep['recipe']})", "", f"settings: `{json.dumps(rep['settings'])}`", ""]
         head = f"search: final metric {s['metric']:.4f} at {s['macs'] / 1e6:.1f} MMACs, {s['wall_s'] / 60:.1f} min"
