@@ -35,7 +35,8 @@ from hrnas.cli import main
 with contextlib.redirect_stdout(io.StringIO()) as out:
     assert main(["list"]) == 0
     assert main(["spaces"]) == 0
-assert "hrnas_seg_a" in out.getvalue()
+    assert main(["summary", "hrnas_seg_a"]) == 0
+assert "hrnas_seg_a" in out.getvalue() and "HR-NAS seg network 'hrnas_seg_a'" in out.getvalue()
 heavy = {"torch", "timm", "fvcore", "matplotlib"} & set(sys.modules)
 assert not heavy, heavy
 assert hrnas.count_macs is not None and "hrnas_cls_a" in hrnas.list_models()  # the lazy names resolve
