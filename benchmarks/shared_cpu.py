@@ -5,9 +5,10 @@ Every run is the CPU demo's search (``hrnas search`` with no options: the ``seg_
 Fashion-MNIST scenes at 64x64, batch 32, a fifth of the supernet's MACs) for a fixed number of steps, in a process of
 its own. Modes: ``default`` fixes the threads at torch's default (one per usable CPU, what every torch process does
 unless told otherwise, and what hrnas did before it chose); ``hrnas`` leaves the choice to the search
-(:mod:`hrnas.threads`). Scenarios, one at a time: ``alone`` (3 repeats per mode, interleaved), ``beside a busy
-process`` (a single-threaded Python loop, started first), ``two searches`` (two copies of the same mode started
-together; both are timed). Step time = the median of the steps after the first 10 (the first steps build caches).
+(:mod:`hrnas.threads`); ``one`` fixes one thread (alone only: the best a search can do with one core taken).
+Scenarios, one at a time: ``alone`` (3 repeats per mode, interleaved), ``beside a busy process`` (a single-threaded
+Python loop, started first), ``two searches`` (two copies of the same mode started together; both are timed).
+Step time = the median of the steps after the first 10 (the first steps build caches).
 
     python benchmarks/shared_cpu.py            # ~20 minutes on 2 cores; nothing else may run meanwhile
     python benchmarks/shared_cpu.py --quick    # a smoke test
@@ -67,7 +68,7 @@ def worker(mode: str, steps: int, out: str) -> None:
         eval_every=10**6,
         calib_batches=0,
         progress=False,
-        threads=usable_cpus() if mode == "default" else None,
+        threads={"default": usable_cpus(), "one": 1}.get(mode),
     )
     Timed(supernet, train, None, cfg).run()
     Path(out).write_text(json.dumps({"mode": mode, "times": times, "threads": threads}))
@@ -106,7 +107,7 @@ def scenario(name: str, modes: list[str], steps: int, busy: bool, tmp: Path) -> 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--worker", choices=("default", "hrnas"))
+    p.add_argument("--worker", choices=("default", "hrnas", "one"))
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--out")
     p.add_argument("--quick", action="store_true")
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for repeat in range(1 if args.quick else 3):
-            for mode in ("default", "hrnas"):
+            for mode in ("default", "hrnas", "one"):
                 rows += scenario(f"alone-{repeat}", [mode], steps, False, tmp)
         for mode in ("default", "hrnas"):
             rows += scenario("beside a busy process", [mode], steps, True, tmp)
@@ -138,7 +139,7 @@ def write(rows: list[dict], seconds: float, quick: bool) -> None:
     suffix = "_quick" if quick else ""
     write_csv(RESULTS / f"shared_cpu{suffix}.csv", rows, ["scenario", "mode", "copy", "step_s", "threads"])
     alone = {m: [r["step_s"] for r in rows if r["scenario"].startswith("alone") and r["mode"] == m]
-             for m in ("default", "hrnas")}  # fmt: skip
+             for m in ("default", "hrnas", "one")}  # fmt: skip
     base = {m: statistics.median(v) for m, v in alone.items()}
     table = []
     for r in rows:
@@ -163,7 +164,9 @@ def write(rows: list[dict], seconds: float, quick: bool) -> None:
         f"- Alone: hrnas {base['hrnas']:.3f} s a step [{spread['hrnas'][0]:.3f}, {spread['hrnas'][1]:.3f}], torch's "
         f"default {base['default']:.3f} s [{spread['default'][0]:.3f}, {spread['default'][1]:.3f}] (3 repeats each).",
         f"- Beside one busy process: hrnas {busy.get('hrnas', float('nan')):.2f}x its time alone (target at most "
-        f"1.3x); torch's default {busy.get('default', float('nan')):.2f}x.",
+        f"1.3x); torch's default {busy.get('default', float('nan')):.2f}x. With one core taken the search cannot beat "
+        f"its speed alone on one thread: {base['one']:.3f} s a step, {base['one'] / base['hrnas']:.2f}x the time "
+        "with both cores.",
         f"- Two searches side by side: each at {', '.join(f'{s:.2f}x' for s in pair['hrnas'])} of its speed alone "
         f"with hrnas's threads (target at least 0.4x); {', '.join(f'{s:.3f}x' for s in pair['default'])} with "
         "torch's default.",
