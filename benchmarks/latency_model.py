@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import random
 import statistics
@@ -100,7 +101,7 @@ def run_search(job: dict) -> dict:
     net = hrnas.create_supernet("seg", space=t["space"], transformers=True)
     settings = dict(
         input_size=(size, size), steps=job["steps"], batch_size=TRAIN["batch_size"], lr=TRAIN["lr"], seed=job["seed"],
-        calib_batches=CALIB_BATCHES, eval_every=10**9, progress=False, device="cpu",
+        calib_batches=CALIB_BATCHES, eval_every=10**9, progress=False, device="cpu", threads=job.get("threads"),
     )  # fmt: skip
     settings.update(job["budget"])
     start = time.perf_counter()
@@ -153,7 +154,9 @@ def main(argv=None) -> None:
 
     supernet = hrnas.create_supernet("seg", space=task_cfg["space"], transformers=True).arch
     full_macs = hrnas.count_macs(supernet, size)
-    pool = ProcessPoolExecutor(max_workers=args.workers)
+    # spawned, not forked: a child forked after this process's own multi-threaded kernels may hang in its first
+    # parallel region
+    pool = ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn"))
     with tempfile.TemporaryDirectory() as tmp:
         table = LatencyTable.build(
             supernet, (size, size), task_cfg["space"], repeats=2 if quick else 15, rounds=2 if quick else 5

@@ -193,6 +193,25 @@ def test_epoch_batches_are_deterministic_disjoint_and_resumable():
         EpochBatches(torch.utils.data.TensorDataset(torch.arange(7)), 4, seed=0, world=2)
 
 
+def _draw_after_first_batch(run: RunData, step: int, seed: int = 5) -> float:
+    batches = run.train_batches(step)
+    torch.manual_seed(seed)  # the search seeds every step before it takes the step's batch
+    next(batches)
+    return torch.rand(()).item()
+
+
+def test_the_first_step_after_resuming_draws_what_the_uninterrupted_run_drew():
+    """A step's random draws (transformer dropout) come after its batch is taken. An uninterrupted run creates an
+    epoch's loader (which draws its base seed from torch's generator) only in the epoch's first step; a run resumed
+    mid-epoch must not create its loader inside its first step, or that step's dropout masks differ."""
+    data = torch.utils.data.TensorDataset(torch.arange(40))
+    run = RunData(data, None, SearchConfig(batch_size=4, seed=3))
+    torch.manual_seed(5)
+    untouched = torch.rand(()).item()  # a step seeded with 5 draws this when taking its batch drew nothing
+    assert _draw_after_first_batch(run, 3) == untouched  # resumed mid-epoch
+    assert _draw_after_first_batch(run, 10) != untouched  # an epoch's first step creates its loader, as always
+
+
 # ----------------------------------------------------------------------------------------------------------
 # The run plan
 

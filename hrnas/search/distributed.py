@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["broadcast", "setup_device"]
+__all__ = ["broadcast", "broadcast_tensors", "setup_device"]
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -37,3 +37,10 @@ def broadcast(objects: list[Any]) -> list[Any]:
     payload = list(objects)
     torch.distributed.broadcast_object_list(payload, src=0)
     return payload
+
+
+@torch.no_grad()
+def broadcast_tensors(tensors: dict[str, torch.Tensor]) -> None:
+    """Overwrite ``tensors`` in place with rank 0's values (same names, shapes and dtypes on every rank)."""
+    for name in sorted(tensors):
+        torch.distributed.broadcast(tensors[name], src=0)

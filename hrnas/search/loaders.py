@@ -133,23 +133,40 @@ class RunData:
     def train_batches(self, step: int) -> Iterator:
         """Training batches (as the data gives them) from ``step`` on, across epochs, without end."""
         if self.batches is None:
-            epoch = step // max(1, self.steps_per_epoch)
-            skip = step % max(1, self.steps_per_epoch)
-            while True:
-                sampler = getattr(self.train_data, "sampler", None)
-                if hasattr(sampler, "set_epoch"):
-                    sampler.set_epoch(epoch)
-                for i, batch in enumerate(self.train_data):
-                    if i >= skip:
-                        yield batch
-                skip = 0
-                epoch += 1
+            return self._given_loader_from(step)
         epoch, start = divmod(step, self.steps_per_epoch)
+        if start == 0:
+            return self._epochs_from(epoch, None)
+        # An epoch's DataLoader draws its base seed from torch's global generator when it is created, which in an
+        # uninterrupted run happens inside the epoch's first step, after that step's seed was set. A run resumed
+        # mid-epoch creates its loader now, before its first step is seeded, so that the step then draws the same
+        # dropout masks as the uninterrupted run.
+        return self._epochs_from(epoch + 1, self._loader(epoch, start))
+
+    def _given_loader_from(self, step: int) -> Iterator:
+        epoch = step // max(1, self.steps_per_epoch)
+        skip = step % max(1, self.steps_per_epoch)
         while True:
-            if hasattr(self.train_data, "set_epoch"):
-                self.train_data.set_epoch(epoch)
-            yield from self.batches.epoch(epoch, start)
-            epoch, start = epoch + 1, 0
+            sampler = getattr(self.train_data, "sampler", None)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            for i, batch in enumerate(self.train_data):
+                if i >= skip:
+                    yield batch
+            skip = 0
+            epoch += 1
+
+    def _loader(self, epoch: int, start: int) -> Iterator:
+        if hasattr(self.train_data, "set_epoch"):
+            self.train_data.set_epoch(epoch)
+        return self.batches.epoch(epoch, start)
+
+    def _epochs_from(self, epoch: int, first: Optional[Iterator]) -> Iterator:
+        if first is not None:
+            yield from first
+        while True:
+            yield from self._loader(epoch, 0)
+            epoch += 1
 
     def calibration_inputs(self, batches: int) -> Iterator[torch.Tensor]:
         """The inputs of ``batches`` training batches, on the device, in an order that does not depend on the step."""

@@ -16,6 +16,7 @@ from torch import nn
 from ..arch import Arch
 from ..net import HRNASNet
 from .config import SearchConfig
+from .distributed import broadcast_tensors
 from .ema import EMA
 from .loaders import split_batch, to_device
 from .penalty import GatePenalty
@@ -193,6 +194,10 @@ class Trainer:
         shrink_optimizer_state(old_opt, old_model, self.optimizer, self.model, plan)
         if self.ema is not None:
             self.ema.shadow = plan.apply(self.ema.shadow, list(self.model.state_dict().keys()))
+            if self.world > 1:
+                # the fold of removed units reads each rank's own BatchNorm statistics, so the ranks' shrunk EMAs
+                # differ in the last bits; rank 0's is kept everywhere (the model itself is re-synced by DDP)
+                broadcast_tensors(self.ema.shadow)
         self.importance = plan.sliced(self.importance, list(self.model.state_dict().keys()))
         self._ddp = None
 
