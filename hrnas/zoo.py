@@ -195,23 +195,22 @@ def _register_if_shipped(fn):
 @_register_if_shipped
 def hrnas_cls_b(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS classification network searched to 0.33 GMACs at 224x224 with 1000 classes (a larger sibling of
-    ``hrnas_cls_a``). Weights: ``hrnas_cls_b.textured_fmnist``; ``arch_version=1``: the first zoo's architecture."""
+    ``hrnas_cls_a``). Weights: ``hrnas_cls_b.fmnist``."""
     return _searched("hrnas_cls_b", pretrained, kwargs)
 
 
 @_register_if_shipped
 def hrnas_seg_a(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
-    """HR-NAS segmentation network searched to the paper's HR-NAS-A budget: 1.4 GMACs at 224x224 with 150 classes,
-    as the paper counts (ADE20K's configuration; about 7.3 G at 512x512). Weights: ``hrnas_seg_a.textured_scenes``;
-    ``arch_version=1``: the first zoo's architecture (1.4 G counted at 512x512)."""
+    """HR-NAS segmentation network searched to 1.4 GMACs counted at 512x512 with 150 classes (ADE20K's
+    configuration; the paper counts HR-NAS-A's 1.4 G at 224x224, see ``docs/conventions.md``). Weights:
+    ``hrnas_seg_a.fmnist_scenes``."""
     return _searched("hrnas_seg_a", pretrained, kwargs)
 
 
 @_register_if_shipped
 def hrnas_seg_b(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
-    """HR-NAS segmentation network searched to the paper's HR-NAS-B budget: 2.2 GMACs at 224x224 with 150 classes,
-    as the paper counts (about 11.5 G at 512x512). Weights: ``hrnas_seg_b.textured_scenes``; ``arch_version=1``: the
-    first zoo's architecture (2.2 G counted at 512x512)."""
+    """HR-NAS segmentation network searched to 2.2 GMACs counted at 512x512 with 150 classes (the paper counts
+    HR-NAS-B's 2.2 G at 224x224). Weights: ``hrnas_seg_b.fmnist_scenes``."""
     return _searched("hrnas_seg_b", pretrained, kwargs)
 
 
