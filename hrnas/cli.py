@@ -6,7 +6,7 @@ hrnas summary MODEL|ARCH.json [--input-size H W]
 hrnas profile MODEL|ARCH.json [--input-size H W] [--convention paper|full] [--depth N]
 hrnas search [...]                         architecture search (no options: the CPU demo)
 hrnas export MODEL OUT [--format onnx|torchscript|exported_program]
-hrnas zoo-build NAME [--output-dir DIR]    re-make a zoo model from its recorded recipe
+hrnas zoo-build NAME [--output-dir DIR] [--resume]    re-make a zoo model from its recorded recipe
 hrnas push DIR --repo-id ORG/NAME [--dry-run OUT]
 hrnas convert WEIGHTS ARCH.json --output-dir DIR [--task cls|seg|pose]
 """
@@ -189,7 +189,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_zoo_build(args: argparse.Namespace) -> int:
     from .release.recipes import build_zoo_entry
 
-    entry = build_zoo_entry(args.name, args.output_dir, quick=args.quick, progress=not args.no_progress)
+    entry = build_zoo_entry(
+        args.name, args.output_dir, quick=args.quick, progress=not args.no_progress, resume=args.resume
+    )
     rec = entry["record"]
     h, w = rec["named_configuration"]["input_size"]
     print(
@@ -365,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="a zoo model with a recipe (hrnas_seg_a, hrnas_cls_b, ...)")
     p.add_argument("--output-dir", default="runs/zoo")
     p.add_argument("--quick", action="store_true", help="a smoke test on a few steps (not a zoo model)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --output-dir")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd_zoo_build)
 

@@ -98,6 +98,19 @@ def test_zoo_build_quick_writes_entry_and_weights(tmp_path):
     model = hrnas.create_model(str(weights))
     assert model.arch.blocks() == hrnas.create_model("hrnas_cls_a").arch.blocks()
     assert "Fashion-MNIST classification" in (weights / "README.md").read_text()
+    # a run continued from its checkpoint (here: one that had finished) ends with the same entry
+    assert (
+        main(["zoo-build", "hrnas_cls_a", "--output-dir", str(tmp_path), "--quick", "--no-progress", "--resume"]) == 0
+    )
+    again = json.loads((tmp_path / "hrnas_cls_a.json").read_text())
+    assert again["arch"] == entry["arch"] and again["record"]["run"] == entry["record"]["run"]
+
+
+def test_zoo_build_resume_needs_a_checkpoint(tmp_path):
+    from hrnas.release.recipes import run_recipe
+
+    with pytest.raises(FileNotFoundError, match="nothing to resume: no checkpoint.pt"):
+        run_recipe(ZOO_RECIPES["hrnas_cls_b"], output_dir=tmp_path, resume=True)
 
 
 def test_zoo_page_holds_the_current_table():

@@ -33,6 +33,7 @@ from ..archs import released_cls_arch
 from ..cost import count_macs, count_params
 from ..hub import save_pretrained
 from ..net import HRNASNet
+from ..search.checkpoint import CHECKPOINT_NAME
 from ..search.loop import search
 from ..search.recipes import DataSpec, build_data
 from ..search.supernet import create_supernet
@@ -231,16 +232,22 @@ def run_recipe(
     output_dir: Optional[str | os.PathLike] = None,
     quick: bool = False,
     progress: bool = False,
+    resume: bool = False,
 ):
     """A recipe's run: its search, or (``arch`` given) the same training of a fixed architecture from scratch.
 
     Every run of a recipe sees the same data and augmentation (the recipe's data seed); ``seed`` (default the
     recipe's) sets the initialisation, the data order and the per-step randomness. A fixed ``arch`` (in any
     configuration: its head is resized to the proxy's classes) is trained by the same loop with nothing penalised
-    or removed. Returns ``(result, data spec)``.
+    or removed. ``resume``: continue the run from the checkpoint in ``output_dir`` (a run longer than one sitting).
+    Returns ``(result, data spec)``.
     """
 
     seed = recipe.seed if seed is None else seed
+    if resume and (output_dir is None or not (Path(output_dir) / CHECKPOINT_NAME).is_file()):
+        raise FileNotFoundError(
+            f"nothing to resume: no {CHECKPOINT_NAME} in {output_dir}; run without resume to start the run"
+        )
     data = proxy_data(recipe, quick)
     settings = dict(recipe.search)
     if quick:
@@ -262,6 +269,7 @@ def run_recipe(
         cost_num_classes=recipe.num_classes,
         seed=seed,
         output_dir=None if output_dir is None else str(output_dir),
+        resume=str(output_dir) if resume else None,
         progress=progress,
         **settings,
     )
@@ -271,18 +279,19 @@ def run_recipe(
 
 
 def build_zoo_entry(
-    name: str, output_dir: str | os.PathLike, *, quick: bool = False, progress: bool = True
+    name: str, output_dir: str | os.PathLike, *, quick: bool = False, progress: bool = True, resume: bool = False
 ) -> dict[str, Any]:
     """Run the recipe of zoo model ``name``; write its entry (and weights directory) into ``output_dir``.
 
-    ``quick`` shrinks the data and the run to a smoke test (the result is not a zoo model). Returns the entry.
+    ``quick`` shrinks the data and the run to a smoke test (the result is not a zoo model). ``resume`` continues an
+    interrupted run of the same ``output_dir`` from its last checkpoint. Returns the entry.
     """
 
     if name not in ZOO_RECIPES:
         raise ValueError(f"no zoo recipe named {name!r}; recipes: {', '.join(ZOO_RECIPES)}")
     recipe = ZOO_RECIPES[name]
     out = Path(output_dir)
-    result, data = run_recipe(recipe, output_dir=out / "search" / name, quick=quick, progress=progress)
+    result, data = run_recipe(recipe, output_dir=out / "search" / name, quick=quick, progress=progress, resume=resume)
     settings = dict(recipe.search, **({"steps": 6, "epochs": 1.0} if quick else {}))
     budget = recipe.budget
     named = _named(result.arch, recipe)
