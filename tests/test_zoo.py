@@ -103,7 +103,7 @@ def test_zoo_build_quick_writes_entry_and_weights(tmp_path):
         main(["zoo-build", "hrnas_cls_a", "--output-dir", str(tmp_path), "--quick", "--no-progress", "--resume"]) == 0
     )
     again = json.loads((tmp_path / "hrnas_cls_a.json").read_text())
-    assert again["arch"] == entry["arch"] and again["record"]["run"] == entry["record"]["run"]
+    assert again["arch"] == entry["arch"] and again["record"]["proxy_metric"] == entry["record"]["proxy_metric"]
 
 
 def test_zoo_build_resume_needs_a_checkpoint(tmp_path):

@@ -94,11 +94,6 @@ class Recorder:
             row["latency_correction"] = latency_correction
         if threads is not None:
             row["threads"] = threads  # intra-op threads at this evaluation (they follow the machine's load)
-        if self.history and self.history[-1]["step"] == step:
-            # the end of a run resumed after it had finished, evaluated again: one row per step, with the means
-            # of the steps that row covered
-            previous = self.history.pop()
-            row.update({k: previous[k] for k in ("loss", "l1", "step_time", "step_macs") if row[k] is None})
         self.history.append(row)
         self._losses, self._l1s, self._step_times, self._step_macs = [], [], [], []
         if self.path:
