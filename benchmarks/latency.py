@@ -188,7 +188,8 @@ def main() -> None:
                     gmacs = macs * batch / sec / 1e9
                     row = dict(model=label, form=form, input=f"{size[0]}x{size[1]}", batch=batch,
                                latency_ms=round(sec * 1e3, 2), gmacs_per_image=round(macs / 1e9, 4),
-                               achieved_gmac_s=round(gmacs, 2), peak_fraction=round(gmacs / peak, 3))  # fmt: skip
+                               achieved_gmac_s=round(gmacs, 2), peak_fraction=round(gmacs / peak, 3),
+                               arch_digest=base.arch.digest() if is_hrnas else "")  # fmt: skip
                     rows.append(row)
                     print(row, flush=True)
     write(rows, peak, Path(args.out), args.quick)

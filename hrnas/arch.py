@@ -18,6 +18,7 @@ Blocks are enumerated in one canonical order, the construction order of the orig
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -544,6 +545,11 @@ class Arch:
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent)
+
+    def digest(self) -> str:
+        """A short fingerprint of the network (its name left out): equal digests describe the same network, so a
+        measurement recorded with one can be matched to the architecture it was made on."""
+        return hashlib.sha256(self.replace(name="").to_json(indent=None).encode()).hexdigest()[:12]
 
     @classmethod
     def from_json(cls, text: str) -> Arch:
