@@ -20,6 +20,9 @@ free cores.
     python benchmarks/zoo_quality.py --report              # the report from the rows there are
     python benchmarks/zoo_quality.py --quick               # smoke test (a few steps; rows under zoo_quality_quick/)
 
+The search row of the recipe's seed (0) is the zoo build itself when ``hrnas zoo-build NAME --output-dir runs/zoo``
+has finished (``--zoo-build-dir``): the same run, not repeated.
+
 Writes ``benchmarks/results/zoo_quality.md``, ``.csv`` and ``.png`` (metric curves of the search runs).
 """
 
@@ -97,6 +100,42 @@ def proxy_arch(model: str, method: str, seed: int, quick: bool):
     if abs(got / target - 1) > FIT_TOLERANCE:
         raise RuntimeError(f"{model}: uniform width reached {got:,} MACs, not within 1 % of {target:,}")
     return uniform
+
+
+def adopt_zoo_build(model: str, seed: int, build_dir: Path) -> dict | None:
+    """The search row of ``seed`` taken from a finished ``hrnas zoo-build`` of ``model`` in ``build_dir``, if any.
+
+    A zoo build is ``run_recipe`` of the recipe with the recipe's seed, i.e. exactly this benchmark's search run
+    of that seed, so it is not run twice (a zoo search takes 20-25 min here). Only a full (not ``--quick``) build
+    whose recorded settings equal the recipe's is taken. Its wall time adds up the sittings of a resumed build.
+    """
+    recipe = ZOO_RECIPES[model]
+    entry = _load_row(build_dir / f"{model}.json")
+    history = build_dir / "search" / model / "history.jsonl"
+    if entry is None or not history.is_file() or seed != recipe.seed:
+        return None
+    record = entry["record"]
+    expected = {**recipe.search, "seed": recipe.seed, "transformers": recipe.transformers}
+    if record["settings"] != expected or record["command"] != f"hrnas zoo-build {model}":
+        return None
+    rows = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+    # "elapsed" restarts at each sitting: the sum of every sitting's last value is the run's compute time
+    wall = sum(a["elapsed"] for a, b in zip(rows, rows[1:] + [None]) if b is None or b["elapsed"] < a["elapsed"])
+    metrics = [m for _, _, m in record["run"] if m is not None]
+    row = {
+        "model": model,
+        "task": "proxy",
+        "method": "search",
+        "seed": seed,
+        "metric_name": record["proxy_metric"]["name"],
+        "metric": record["proxy_metric"]["value"],
+        "best_metric": max(metrics, default=None),
+        "curve": record["run"],
+        "wall_s": round(wall, 1),
+        "threads": rows[-1].get("threads"),
+        "from": f"hrnas zoo-build {model} ({build_dir / f'{model}.json'})",
+    }
+    return {**row, **_arch_record(hrnas.Arch.from_dict(entry["arch"]), recipe)}
 
 
 def run_proxy(model: str, method: str, seed: int, quick: bool, work: Path) -> dict:
@@ -390,6 +429,11 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     p.add_argument("--quick", action="store_true")
     p.add_argument("--report", action="store_true", help="only write the report from the finished rows")
+    p.add_argument(
+        "--zoo-build-dir",
+        default="runs/zoo",
+        help="where `hrnas zoo-build NAME --output-dir DIR` wrote: a finished build is the recipe seed's search row",
+    )
     args = p.parse_args(argv)
     models = [m for m in args.models.split(",") if m]
     unknown = set(models) - set(MODELS)
@@ -403,7 +447,13 @@ def main(argv=None) -> int:
             if path.is_file():
                 continue
             print(f"[{i}/{len(todo)}] {model} {task} {method} seed {seed}", flush=True)
-            if task == "proxy":
+            adopted = None
+            if task == "proxy" and method == "search" and not args.quick:
+                adopted = adopt_zoo_build(model, seed, Path(args.zoo_build_dir))
+            if adopted is not None:
+                row = adopted
+                print(f"    taken from {row['from']}", flush=True)
+            elif task == "proxy":
                 row = run_proxy(model, method, seed, args.quick, work)
             else:
                 row = run_nuclei(model if model != "timm" else MODELS[0], method, seed, args.quick)
