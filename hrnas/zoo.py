@@ -201,16 +201,17 @@ def hrnas_cls_b(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
 
 @_register_if_shipped
 def hrnas_seg_a(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
-    """HR-NAS segmentation network searched to 1.4 GMACs counted at 512x512 with 150 classes (ADE20K's
-    configuration; the paper counts HR-NAS-A's 1.4 G at 224x224, see ``docs/conventions.md``). Weights:
-    ``hrnas_seg_a.fmnist_scenes``."""
+    """HR-NAS segmentation network searched to HR-NAS-A's budget, 1.4 GMACs counted at 224x224 with 150 classes
+    as the paper counts (about 6.9 G at ADE20K's 512x512; see ``docs/conventions.md``). Weights:
+    ``hrnas_seg_a.textured_scenes``; ``arch_version=1``: the first zoo's architecture."""
     return _searched("hrnas_seg_a", pretrained, kwargs)
 
 
 @_register_if_shipped
 def hrnas_seg_b(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
-    """HR-NAS segmentation network searched to 2.2 GMACs counted at 512x512 with 150 classes (the paper counts
-    HR-NAS-B's 2.2 G at 224x224). Weights: ``hrnas_seg_b.fmnist_scenes``."""
+    """HR-NAS segmentation network searched to HR-NAS-B's budget, 2.2 GMACs counted at 224x224 with 150 classes
+    as the paper counts (about 10.8 G at 512x512). Weights: ``hrnas_seg_b.textured_scenes``; ``arch_version=1``: the
+    first zoo's architecture."""
     return _searched("hrnas_seg_b", pretrained, kwargs)
 
 

@@ -18,7 +18,7 @@ NAME = "hrnas_cls_a.fmnist"
 REPO = f"hrnas/{NAME}"
 # weights tags exercised through the Hub cache: the released classification architecture, and the searched
 # segmentation model the issue names once its architecture ships
-HUB_NAMES = [NAME] + (["hrnas_seg_a.fmnist_scenes"] if "hrnas_seg_a" in zoo_entries() else [])
+HUB_NAMES = [NAME] + (["hrnas_seg_a.textured_scenes"] if "hrnas_seg_a" in zoo_entries() else [])
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 

@@ -125,3 +125,65 @@ def test_zoo_page_holds_the_current_table():
     assert render(page, zoo_table(root / "benchmarks" / "results" / "latency.csv")) == page, "run `make zoo-table`"
     for name in hrnas.list_models():
         assert f"| `{name}` |" in page
+
+
+def test_zoo_table_shows_no_latency_timed_on_another_network(tmp_path):
+    """A latency row whose GMACs are not the shipped architecture's (the architecture changed after the benchmark
+    ran) is not shown as its latency."""
+    from hrnas.release.zoo_table import zoo_table
+
+    macs = hrnas.count_macs(hrnas.create_model("hrnas_cls_a").arch, (224, 224)) / 1e9
+    header = "model,form,input,batch,latency_ms,gmacs_per_image,achieved_gmac_s,peak_fraction\n"
+    csv = tmp_path / "latency.csv"
+    csv.write_text(header + f"hrnas_cls_a,eval,224x224,1,71.72,{macs:.4f},3.6,0.04\n")
+    assert "224x224: 71.7 ms eval |" in zoo_table(csv)
+    csv.write_text(header + f"hrnas_cls_a,eval,224x224,1,71.72,{2 * macs:.4f},3.6,0.04\n")
+    table = zoo_table(csv)
+    assert "71.7 ms" not in table
+    assert "| `hrnas_cls_a` |" in table and "not measured since the architecture changed |" in table
+    # two networks searched to one budget can have the same MACs: a recorded digest decides
+    arch = hrnas.create_model("hrnas_cls_a").arch
+    other = hrnas.create_model("hrnas_cls_b").arch
+    assert arch.digest() == arch.replace(name="renamed").digest() != other.digest()
+    for digest, shown in ((arch.digest(), True), (other.digest(), False)):
+        csv.write_text(
+            header.rstrip() + ",arch_digest\n" + f"hrnas_cls_a,eval,224x224,1,71.72,{macs:.4f},3.6,0.04,{digest}\n"
+        )
+        assert ("224x224: 71.7 ms eval |" in zoo_table(csv)) == shown
+
+
+@pytest.mark.parametrize("name, budget", [("hrnas_seg_a", 1.4e9), ("hrnas_seg_b", 2.2e9)])
+def test_seg_models_meet_the_papers_budgets_counted_at_224_with_150_classes(name, budget):
+    """The paper's HR-NAS-A / -B budgets, counted as its code counts them (224x224, 150 ADE20K classes); the
+    catalog also states the cost at ADE20K's 512x512, which must be this architecture's."""
+    from hrnas.catalog import catalog_entry
+
+    model = hrnas.create_model(name)
+    assert model.num_classes == 150
+    assert 0.9 * budget <= hrnas.count_macs(model.arch, (224, 224)) <= budget
+    at_512 = hrnas.count_macs(model.arch, (512, 512)) / 1e9
+    assert f"{at_512:.1f} G at 512x512" in catalog_entry(name).description
+
+
+@pytest.mark.parametrize("name", SHIPPED_SEARCHED)
+def test_the_first_zoos_architecture_stays_buildable(name):
+    """``arch_version=1`` builds the first zoo's architecture (so earlier results reproduce), without weights."""
+    old = hrnas.create_model(name, arch_version=1)
+    assert old.arch == zoo_arch(name, version=1)
+    record = zoo_entry(name, version=1)["record"]
+    assert hrnas.count_macs(old.arch, tuple(record["named_configuration"]["input_size"])) == record["macs"]
+    from hrnas.zoo import WeightsUnavailableError
+
+    with pytest.raises((ValueError, WeightsUnavailableError), match="no (pretrained )?weights"):
+        hrnas.create_model(name, arch_version=1, pretrained=True)
+
+
+def test_textured_weights_tags_carry_the_proxys_normalisation():
+    from hrnas.catalog import CATALOG
+    from hrnas.data import textured
+
+    tags = {t.tag: t for e in CATALOG for t in e.tags}
+    textured_tags = [t for t in tags if t.startswith("textured")]
+    assert "textured_scenes" in textured_tags
+    for tag in textured_tags:
+        assert tags[tag].mean == (textured.MEAN,) * 3 and tags[tag].std == (textured.STD,) * 3
