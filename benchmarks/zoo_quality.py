@@ -17,6 +17,7 @@ free cores.
 
     python benchmarks/zoo_quality.py                       # everything not yet done, then the report
     python benchmarks/zoo_quality.py --models hrnas_pose_a --seeds 0
+    python benchmarks/zoo_quality.py --models hrnas_pose_a --seeds 0 --methods search,uniform
     python benchmarks/zoo_quality.py --report              # the report from the rows there are
     python benchmarks/zoo_quality.py --quick               # smoke test (a few steps; rows under zoo_quality_quick/)
 
@@ -427,6 +428,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    p.add_argument("--methods", default="", help="only these methods (comma-separated), e.g. search,uniform")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--report", action="store_true", help="only write the report from the finished rows")
     p.add_argument(
@@ -442,6 +444,8 @@ def main(argv=None) -> int:
     if not args.report:
         work = Path("runs/zoo_quality_quick" if args.quick else "runs/zoo_quality")
         todo = jobs(models, [int(s) for s in args.seeds.split(",")])
+        if args.methods:
+            todo = [job for job in todo if job[2] in args.methods.split(",")]
         for i, (model, task, method, seed) in enumerate(todo, 1):
             path = _row_path(args.quick, model, task, method, seed)
             if path.is_file():
