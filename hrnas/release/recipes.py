@@ -118,9 +118,8 @@ _DENSE_RUN_V2 = dict(steps=600, batch_size=8, lr=0.05, eval_every=100, calib_bat
 # heatmap regression: Adam, as HRNet and Lite-HRNet train it (a mean-squared error on mostly-zero heatmaps gives
 # SGD gradients too small to learn in a short run)
 # rho_limit 0.1 (the penalty held at a tenth of its natural scale, the budget then reached by importance-ranked
-# cuts): on hrnas_pose_a it kept every branch (hidden 438 / 821 / 637 / 159 at strides 4-32, where rho_limit 1 left
-# the stride-32 branch 2 channels) at an equal search metric (0.870 vs 0.867) and a better retrained one (0.866 vs
-# 0.846); benchmarks/results/search_collapse.md, variants e and f.
+# cuts): on hrnas_pose_a it kept hidden channels in every branch, where rho_limit 1 all but emptied the stride-32
+# one, at no loss of the search's or the retrained metric (benchmarks/results/search_collapse.md, variants e and f).
 _POSE_RUN_V2 = dict(_DENSE_RUN_V2, optimizer="adamw", lr=2e-3, rho_limit=0.1)
 _CLS_RUN_V2 = dict(steps=1500, batch_size=32, lr=0.05, eval_every=150, calib_batches=10)
 _POSE_NO_WEIGHTS_V2 = (
