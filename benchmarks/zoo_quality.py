@@ -120,7 +120,8 @@ def adopt_zoo_build(model: str, seed: int, build_dir: Path) -> dict | None:
     if record["settings"] != expected or record["command"] != f"hrnas zoo-build {model}":
         return None
     rows = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
-    # "elapsed" restarts at each sitting: the sum of every sitting's last value is the run's compute time
+    # "elapsed" counts every sitting in runs checkpointed by this hrnas; in older ones it restarted at each sitting,
+    # so every sitting's last value is summed where it drops (a restart it does not drop across goes uncounted)
     wall = sum(a["elapsed"] for a, b in zip(rows, rows[1:] + [None]) if b is None or b["elapsed"] < a["elapsed"])
     metrics = [m for _, _, m in record["run"] if m is not None]
     row = {

@@ -76,6 +76,12 @@ def test_budget_search_ends_inside_budget_and_removes_tokens(scenes, tmp_path):
         assert torch.equal(again(x), res.model(x))
     cfg = SearchConfig.from_yaml(tmp_path / "config.yaml")
     assert cfg.budget == budget and cfg.steps == 24
+    # resuming the finished run returns its network again and records no second final row
+    resumed = hrnas.search(tiny_supernet(), *scenes, output_dir=str(tmp_path), resume=str(tmp_path), progress=False)
+    assert resumed.arch == res.arch and resumed.history == res.history
+    assert len((tmp_path / "history.jsonl").read_text().splitlines()) == len(rows)
+    with torch.no_grad():
+        torch.testing.assert_close(resumed.model(x), res.model(x), atol=1e-5, rtol=1e-4)
 
 
 def test_budget_is_counted_on_the_named_configuration(scenes):

@@ -449,9 +449,16 @@ def test_recorder_rows_file_and_state(tmp_path):
     assert empty["loss"] is None and "latency_correction" not in empty
     rows = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert rows == rec.history and not list(tmp_path.glob(".*tmp*"))
+    rec.started -= 1000.0  # as if the run had been going for 1000 s
     again = Recorder()
     again.load_state_dict(rec.state_dict())
     assert again.history == rec.history and again.skipped == 2 and again.path is None
+    # a resumed run's "elapsed" goes on from the checkpoint's time rather than from 0
+    later = again.record(7, 0.7, network, rho=0.1, lr=0.2, metric=None, metric_name="mIoU")
+    assert 1000.0 <= later["elapsed"] < 1100.0
+    older = {k: v for k, v in rec.state_dict().items() if k != "elapsed"}  # a checkpoint from before "elapsed"
+    again.load_state_dict(older)
+    assert again.record(8, 0.8, network, rho=0.1, lr=0.2, metric=None, metric_name="mIoU")["elapsed"] < 100.0
 
 
 def test_resumed_settings_are_the_saved_runs_but_where_to_write_and_run(tmp_path, supernet):

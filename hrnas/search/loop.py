@@ -150,8 +150,10 @@ class _Run:
         if self.rank == 0 and out:
             clean_run_directory(out)
             cfg.save_yaml(os.path.join(out, "config.yaml"))
+        # resumed from the checkpoint a finished run writes last: its final cut and row are already made
+        finished_before = self.step >= plan.total_steps
         bar = progress_bar(plan.total_steps, self.step, cfg.progress and self.rank == 0)
-        batches = self.data.train_batches(self.step)
+        batches = None if finished_before else self.data.train_batches(self.step)
         while self.step < plan.total_steps:
             # every step starts from an RNG state that depends only on (seed, step, rank): a resumed run draws
             # the same augmentations and dropout masks as an uninterrupted one
@@ -170,10 +172,12 @@ class _Run:
             if self.step % plan.checkpoint_every == 0 and inside:
                 self.checkpoint()
         bar.close()
-        self.shrink(final=True)
+        if not finished_before:
+            self.shrink(final=True)
         model, metric = self.evaluate()
-        self.record(metric)
-        self.checkpoint()
+        if not finished_before:
+            self.record(metric)
+            self.checkpoint()
         result = self.result(model, metric, plan.budget)
         if self.recorder.family:
             result.family = self.recorder.members(self.info) + [result]

@@ -124,12 +124,16 @@ class Recorder:
         return [m["result"] if "result" in m else info.load_member(m) for m in self.family]
 
     def state_dict(self) -> dict:
-        return {"history": list(self.history), "family": list(self.family), "skipped": self.skipped}
+        elapsed = time.time() - self.started
+        return {"history": list(self.history), "family": list(self.family), "skipped": self.skipped, "elapsed": elapsed}
 
     def load_state_dict(self, state: dict) -> None:
         self.history = list(state["history"])
         self.family = list(state["family"])
         self.skipped = state["skipped"]
+        # "elapsed" goes on from the checkpoint's time, so it counts every sitting of a resumed run (a checkpoint
+        # written before this was recorded restarts it at 0)
+        self.started = time.time() - state.get("elapsed", 0.0)
 
 
 class _NoBar:
