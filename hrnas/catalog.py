@@ -64,6 +64,11 @@ _FMNIST = WeightsTag(
 )
 # hrnas.data.textured.MEAN / STD (tests/test_zoo.py checks they agree; this module does not import the data code)
 _TEXTURED_STATS = dict(mean=(0.38,) * 3, std=(0.20,) * 3)
+_TEXTURED_FMNIST = WeightsTag(
+    "textured_fmnist",
+    "textured Fashion-MNIST (10 classes, 64x64: one item of 22-58 px on a real photograph)",
+    10, (64, 64), **_TEXTURED_STATS,
+)  # fmt: skip
 _TEXTURED_SCENES = WeightsTag(
     "textured_scenes",
     "textured scenes (11 classes incl. background, 128x128: Fashion-MNIST items on real photographs)",
@@ -118,10 +123,10 @@ CATALOG: tuple[ModelEntry, ...] = (
                (224, 224), "cls", (_FMNIST,)),
     # The dense entries are the second zoo's (hrnas.release.recipes.ZOO_RECIPES: seg budgets counted at 224x224 as
     # the paper counts them, textured proxies); the first zoo's architectures stay buildable with arch_version=1.
-    # hrnas_cls_b is still the first zoo's (searched on 32x32 Fashion-MNIST) until its second search is committed;
-    # its weights tag then becomes textured_fmnist (64x64 items on photographs, hrnas.data.textured's statistics).
+    # hrnas_cls_b is the second zoo's too: searched on 64x64 textured Fashion-MNIST (a 2x2 map at stride 32, where
+    # the first zoo's 32x32 gave 1x1).
     ModelEntry("hrnas_cls_b", "HR-NAS searched to 0.33 GMACs at 224x224 (1000 classes)", _searched("hrnas_cls_b"),
-               1000, (224, 224), "cls", (_FMNIST,), _ships("hrnas_cls_b")),
+               1000, (224, 224), "cls", (_TEXTURED_FMNIST,), _ships("hrnas_cls_b")),
     ModelEntry("hrnas_seg_a", "HR-NAS-A's budget: searched to 1.4 GMACs at 224x224 as the paper counts (150 classes; "
                "6.9 G at 512x512)", _searched("hrnas_seg_a"), 150, (224, 224), "seg", (_TEXTURED_SCENES,),
                _ships("hrnas_seg_a")),

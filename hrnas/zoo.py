@@ -195,7 +195,8 @@ def _register_if_shipped(fn):
 @_register_if_shipped
 def hrnas_cls_b(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS classification network searched to 0.33 GMACs at 224x224 with 1000 classes (a larger sibling of
-    ``hrnas_cls_a``). Weights: ``hrnas_cls_b.fmnist``."""
+    ``hrnas_cls_a``). Weights: ``hrnas_cls_b.textured_fmnist`` (64x64 textured Fashion-MNIST); ``arch_version=1``:
+    the first zoo's architecture (searched on 32x32 Fashion-MNIST)."""
     return _searched("hrnas_cls_b", pretrained, kwargs)
 
 

@@ -184,6 +184,6 @@ def test_textured_weights_tags_carry_the_proxys_normalisation():
 
     tags = {t.tag: t for e in CATALOG for t in e.tags}
     textured_tags = [t for t in tags if t.startswith("textured")]
-    assert "textured_scenes" in textured_tags
+    assert {"textured_scenes", "textured_fmnist"} <= set(textured_tags)
     for tag in textured_tags:
         assert tags[tag].mean == (textured.MEAN,) * 3 and tags[tag].std == (textured.STD,) * 3
