@@ -65,9 +65,7 @@ class _Run:
         metric: Optional[Callable[[], Metric]] = None,
     ) -> None:
         if not isinstance(supernet, HRNASNet):
-            raise TypeError(
-                f"search needs an hrnas.HRNASNet (from hrnas.create_supernet), got {type(supernet).__name__}"
-            )
+            raise TypeError(f"search needs an hrnas.HRNASNet (hrnas.create_supernet), got {type(supernet).__name__}")
         self.device, self.rank, self.world = setup_device(cfg.device)
         resume = read_search_checkpoint(cfg.resume) if cfg.resume else None
         cfg = cfg.resumed_from(resume["config"]) if resume else cfg
@@ -150,8 +148,7 @@ class _Run:
         if self.rank == 0 and out:
             clean_run_directory(out)
             cfg.save_yaml(os.path.join(out, "config.yaml"))
-        # resumed from the checkpoint a finished run writes last: its final cut and row are already made
-        finished_before = self.step >= plan.total_steps
+        finished_before = self.step >= plan.total_steps  # resumed after the end: final cut and row are made
         bar = progress_bar(plan.total_steps, self.step, cfg.progress and self.rank == 0)
         batches = None if finished_before else self.data.train_batches(self.step)
         while self.step < plan.total_steps:
