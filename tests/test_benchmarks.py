@@ -192,3 +192,46 @@ def test_search_quality_report_from_rows(tmp_path):
         written = list(csv.DictReader(f))
     assert len(written) == len(rows) and list(written[0])[-1] == "arch" and written[0]["arch"] == '{"blocks":[0]}'
     assert (tmp_path / "search_quality_quick.png").stat().st_size > 0
+
+
+def _zoo_row(task, method, metric, model="hrnas_seg_a", **extra):
+    row = {"model": model, "task": task, "method": method, "seed": 0, "metric_name": "mIoU", "metric": metric}
+    return {**row, "params": 1_000, "macs": 1_000_000, "wall_s": 60.0, **extra}
+
+
+def test_zoo_quality_checks_and_the_held_out_record_in_the_entry(tmp_path):
+    import json
+    import shutil
+
+    from hrnas.archs import ZOO_DIR
+    from hrnas.release.cards import zoo_card
+
+    zq = _import_bench("zoo_quality")
+    curve = [[100, 5e6, 0.10], [200, 4e6, 0.25], [300, 3e6, 0.20]]  # ends below its best: a collapse
+    rows = [
+        _zoo_row("proxy", "search", 0.20, curve=curve, branches=[1000, 5, 1000, 1000]),
+        _zoo_row("proxy", "uniform", 0.15),
+        _zoo_row("nuclei", "search", 0.60),
+        _zoo_row("nuclei", "uniform", 0.58),
+        _zoo_row("nuclei", "v1", 0.61),
+        _zoo_row("nuclei", "hrnet_w18_small", 0.62, model="timm"),
+    ]
+    checks = "\n".join(zq._checks(zq._summary(rows), rows))
+    assert "search 0.2000 vs uniform 0.1500 (difference +0.0500, seed spread 0.0000): beats" in checks
+    assert "final 0.2000, best before 0.2500; spread 0.0000): FAILS" in checks
+    assert "at least as good as uniform, not better than v1" in checks
+    assert "stride 8 under 1 %" in checks
+
+    source = Path(__file__).parent.parent / "hrnas" / "archs" / ZOO_DIR / "hrnas_seg_a.json"
+    shutil.copy(source, tmp_path / "hrnas_seg_a.json")
+    assert zq.record_held_out(rows, tmp_path) == ["hrnas_seg_a"]
+    entry = json.loads((tmp_path / "hrnas_seg_a.json").read_text())
+    held = entry["record"]["held_out"]
+    assert held["metric"] == 0.6 and held["runs"] == 1
+    assert held["others"] == {
+        "uniform width at the same MACs": 0.58,
+        "the first zoo's architecture": 0.61,
+        "timm hrnet_w18_small": 0.62,
+    }
+    assert entry["arch"] == json.loads(source.read_text())["arch"]  # nothing else changed
+    assert "mIoU 0.6000 for this architecture" in zoo_card(entry)

@@ -46,6 +46,8 @@ def test_cards_say_where_the_searched_channels_went(name):
     assert "Hidden channels by branch (stride 4 / 8 / 16 / 32): " + " / ".join(map(str, widths)) in card
     assert ("kept (almost) no hidden channels" in card) == any(w < 0.01 * sum(widths) for w in widths)
     assert "Proxy metric over the run: best" in card
+    run = [r for r in zoo_entry(name)["record"]["run"] if r[2] is not None]
+    assert f"{run[0][0]}: {run[0][2]:.3f}" in card and f"{run[-1][0]}: {run[-1][2]:.3f}" in card  # the whole curve
 
 
 def test_default_is_the_sized_configuration_and_tags_name_their_data():
@@ -83,6 +85,25 @@ def test_model_cards_state_data_budget_command_and_limits():
     assert "create_model('hrnas_seg_a.textured_scenes', pretrained=True)" in card
     bare = zoo_card(_fake_entry(tag=None))
     assert "None: no data." in bare and "pretrained=True" not in bare
+    assert "Held-out result" not in card
+
+
+def test_model_cards_show_the_held_out_result_beside_the_other_backbones():
+    entry = _fake_entry()
+    entry["record"]["held_out"] = {
+        "task": "nuclei",
+        "metric_name": "mIoU",
+        "metric": 0.61234,
+        "runs": 2,
+        "others": {"uniform width at the same MACs": 0.58, "timm hrnet_w18_small": 0.6},
+        "protocol": "Trained from scratch.",
+        "source": "benchmarks/results/zoo_quality.md",
+    }
+    card = zoo_card(entry, "textured_scenes", 0.25)
+    held = card[card.index("## Held-out result") :]
+    assert "nuclei: mIoU 0.6123 for this architecture trained from scratch (2 run(s))" in held
+    assert "uniform width at the same MACs 0.5800, timm hrnet_w18_small 0.6000" in held
+    assert "`benchmarks/results/zoo_quality.md`" in held
 
 
 @pytest.mark.slow

@@ -25,15 +25,33 @@ def _branch_lines(arch: Arch, rec: dict) -> list[str]:
             "costs many times a low-resolution one (64x at stride 4 against stride 32), and on the small proxy images "
             "they did not earn that cost; this is not the balanced high-resolution network of the paper."
         )
-    run = rec.get("run") or []
+    run = [r for r in rec.get("run") or [] if r[2] is not None]
     if run:
-        best = max((r for r in run if r[2] is not None), key=lambda r: r[2], default=None)
-        if best is not None and rec.get("proxy_metric", {}).get("value") is not None:
+        best = max(run, key=lambda r: r[2])
+        if rec.get("proxy_metric", {}).get("value") is not None:
             lines.append(
                 f"- Proxy metric over the run: best {best[2]:.3f} at step {best[0]} ({best[1] / 1e6:.1f} MMACs on the "
                 f"proxy), final {rec['proxy_metric']['value']:.3f} inside the budget."
             )
+        lines.append(
+            "- Proxy metric at each evaluation (step: value, MMACs on the proxy): "
+            + ", ".join(f"{step}: {value:.3f} ({macs / 1e6:.0f})" for step, macs, value in run)
+            + "."
+        )
     return lines
+
+
+def _held_out_lines(held: dict) -> list[str]:
+    """The held-out comparison ``benchmarks/zoo_quality.py --record-held-out`` stores in the entry's record."""
+    others = ", ".join(f"{name} {value:.4f}" for name, value in held["others"].items())
+    return [
+        "## Held-out result",
+        "",
+        f"- {held['task']}: {held['metric_name']} {held['metric']:.4f} for this architecture trained from scratch "
+        f"({held['runs']} run(s)); on the same task, steps and head: {others}.",
+        f"- {held['protocol']} Source: `{held['source']}`.",
+        "",
+    ]
 
 
 def zoo_card(entry: dict, tag: str | None = None, metric: float | None = None) -> str:
@@ -70,6 +88,8 @@ def zoo_card(entry: dict, tag: str | None = None, metric: float | None = None) -
     if entry.get("arch"):
         lines += _branch_lines(Arch.from_dict(entry["arch"]), rec)
     lines.append("")
+    if rec.get("held_out"):
+        lines += _held_out_lines(rec["held_out"])
     if tag:
         what = "top-1" if named["task"] == "cls" else "mIoU"
         reached = f"{metric:.4f}" if metric is not None else "not measured"
