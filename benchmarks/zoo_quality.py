@@ -458,7 +458,7 @@ def record_held_out(rows: list[dict], zoo_dir: Path) -> list[str]:
                 f"{NUCLEI['size']} crops of the image's left three quarters, validated on the right quarter, "
                 "which training never sees."
             ),
-            "source": "benchmarks/results/zoo_quality.md (python benchmarks/zoo_quality.py)",
+            "source": "benchmarks/results/zoo_quality.md",
         }
         write_atomic(path, json.dumps(entry, indent=1) + "\n")
         done.append(model)

@@ -48,6 +48,8 @@ def test_cards_say_where_the_searched_channels_went(name):
     assert "Proxy metric over the run: best" in card
     run = [r for r in zoo_entry(name)["record"]["run"] if r[2] is not None]
     assert f"{run[0][0]}: {run[0][2]:.3f}" in card and f"{run[-1][0]}: {run[-1][2]:.3f}" in card  # the whole curve
+    # the seg models' held-out result (benchmarks/zoo_quality.py --record-held-out)
+    assert ("## Held-out result" in card) == (zoo_entry(name)["record"]["named_configuration"]["task"] == "seg")
 
 
 def test_default_is_the_sized_configuration_and_tags_name_their_data():
@@ -101,7 +103,7 @@ def test_model_cards_show_the_held_out_result_beside_the_other_backbones():
     }
     card = zoo_card(entry, "textured_scenes", 0.25)
     held = card[card.index("## Held-out result") :]
-    assert "nuclei: mIoU 0.6123 for this architecture trained from scratch (2 run(s))" in held
+    assert "nuclei: mIoU 0.6123 for this architecture trained from scratch (2 seeds)" in held
     assert "uniform width at the same MACs 0.5800, timm hrnet_w18_small 0.6000" in held
     assert "`benchmarks/results/zoo_quality.md`" in held
 

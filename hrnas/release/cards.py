@@ -48,8 +48,8 @@ def _held_out_lines(held: dict) -> list[str]:
         "## Held-out result",
         "",
         f"- {held['task']}: {held['metric_name']} {held['metric']:.4f} for this architecture trained from scratch "
-        f"({held['runs']} run(s)); on the same task, steps and head: {others}.",
-        f"- {held['protocol']} Source: `{held['source']}`.",
+        f"({held['runs']} seed{'s' if held['runs'] > 1 else ''}); on the same task, steps and head: {others}.",
+        f"- {held['protocol']} Source: `{held['source']}`, written by `python benchmarks/zoo_quality.py`.",
         "",
     ]
 
