@@ -112,7 +112,7 @@ def adopt_zoo_build(model: str, seed: int, build_dir: Path) -> dict | None:
     """The search row of ``seed`` taken from a finished ``hrnas zoo-build`` of ``model`` in ``build_dir``, if any.
 
     A zoo build is ``run_recipe`` of the recipe with the recipe's seed, i.e. exactly this benchmark's search run
-    of that seed, so it is not run twice (a zoo search takes 20-25 min here). Only a full (not ``--quick``) build
+    of that seed, so it is not run twice (it is the longest row of its model). Only a full (not ``--quick``) build
     whose recorded settings equal the recipe's is taken. Its wall time adds up the sittings of a resumed build.
     """
     recipe = ZOO_RECIPES[model]
