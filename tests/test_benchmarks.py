@@ -235,3 +235,27 @@ def test_zoo_quality_checks_and_the_held_out_record_in_the_entry(tmp_path):
     }
     assert entry["arch"] == json.loads(source.read_text())["arch"]  # nothing else changed
     assert "mIoU 0.6000 for this architecture" in zoo_card(entry)
+
+
+def test_zoo_quality_nuclei_row_keeps_the_protocol_and_the_threads():
+    """One held-out row, shortened (--quick): the nuclei run through timm ``features_only`` under the shared head."""
+    import os
+
+    import torch
+
+    import hrnas
+    from hrnas.arch import branch_hidden_channels
+    from hrnas.archs import zoo_arch
+
+    zq = _import_bench("zoo_quality")
+    before = torch.get_num_threads()
+    row = zq.run_nuclei("hrnas_seg_a", "v1", seed=0, quick=True)
+    assert torch.get_num_threads() == before  # the thread tuner's choice does not outlive the row
+    assert 1 <= row["threads"] <= (os.cpu_count() or 1)
+    assert (row["model"], row["task"], row["method"], row["metric_name"]) == ("hrnas_seg_a", "nuclei", "v1", "mIoU")
+    per_class = row["per_class_iou"]
+    assert len(per_class) == zq.NUCLEI["classes"] == 3
+    assert row["metric"] == pytest.approx(sum(per_class) / 3, abs=1e-3)
+    v1 = zoo_arch("hrnas_seg_a", version=1).replace(task="seg").with_num_classes(3)
+    assert row["branches"] == branch_hidden_channels(v1)
+    assert row["macs_128"] == hrnas.count_macs(v1, (128, 128))
