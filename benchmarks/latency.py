@@ -9,6 +9,12 @@ fraction of this machine's fp32 matmul peak, measured in the same run.
 
     python benchmarks/latency.py            # full table (every model, size and batch: long)
     python benchmarks/latency.py --quick    # smoke test: two models, one size, one round each
+    python benchmarks/latency.py --models hrnas_seg_a,hrnas_seg_b --batches 1   # re-time some models (see below)
+
+``--models`` re-times only the named hrnas models, with the timm backbones beside them in the same run, and merges:
+their rows replace the named models' earlier rows, every other row stays, and each row says when it was measured
+(the ``measured`` column), so latencies are compared within one run. For a model whose architecture changed (the
+zoo table shows rows only for the architecture they were timed on).
 
 Then, for the seg supernet at 512x1024, batch 1 (``--quick``: the tiny one at 224x224), the forms side by side
 (the per-path reference block in eval mode, the fused block, each in both memory formats, and the deploy form), and
@@ -21,11 +27,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import csv
 import functools
 import statistics
 import time
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import timm
 import torch
@@ -140,9 +148,14 @@ def layout_study(quick: bool, peak: float) -> dict:
                 deploy_format=deployed.memory_format)  # fmt: skip
 
 
-def candidates(quick: bool):
-    """(label, factory, is_hrnas) for every model in the comparison."""
+def candidates(quick: bool, only: Sequence[str] = ()):
+    """(label, factory, is_hrnas) for every model in the comparison (``only``: these hrnas models)."""
     names = ["hrnas_supernet_tiny_seg"] if quick else [n for n in hrnas.list_models() if n != "hrnas_custom"]
+    if only:
+        unknown = sorted(set(only) - set(names))
+        if unknown:
+            raise SystemExit(f"--models: unknown hrnas models {unknown}; choose from {names}")
+        names = list(only)
     out = [(n, lambda n=n: hrnas.create_model(n), True) for n in names]
     out.append(
         ("timm hrnet_w18_small (features)", lambda: timm.create_model("hrnet_w18_small", features_only=True), False)
@@ -161,10 +174,19 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5, help="rounds of timed runs per configuration (median)")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--forms-only", action="store_true", help="only the forms of the seg supernet (latency_forms.md)")
+    p.add_argument(
+        "--models",
+        default="",
+        help="only these hrnas models (comma-separated), beside the timm backbones; merged into the existing results",
+    )
+    p.add_argument("--batches", default="", help="only these batch sizes (comma-separated), e.g. 1: the zoo table's")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_grad_enabled(False)
+    only = [m for m in args.models.split(",") if m]
     sizes, batches = ([(224, 224)], [1]) if args.quick else (SIZES, BATCHES)
+    if args.batches:
+        batches = [int(b) for b in args.batches.split(",")]
     rounds = 1 if args.quick else args.rounds
     peak = matmul_peak(0.5 if args.quick else 3.0)
     print(f"fp32 matmul peak: {peak:.1f} GMAC/s on {torch.get_num_threads()} threads")
@@ -172,7 +194,8 @@ def main() -> None:
         write_study(layout_study(args.quick, peak), Path(args.out), args.quick)
         return
     rows = []
-    for label, factory, is_hrnas in candidates(args.quick):
+    measured = time.strftime("%Y-%m-%d")
+    for label, factory, is_hrnas in candidates(args.quick, only):
         base = factory().eval()
         for size in sizes:
             macs = hrnas.profile(base, size).macs  # batch 1; features wrappers skip classification heads
@@ -189,9 +212,14 @@ def main() -> None:
                     row = dict(model=label, form=form, input=f"{size[0]}x{size[1]}", batch=batch,
                                latency_ms=round(sec * 1e3, 2), gmacs_per_image=round(macs / 1e9, 4),
                                achieved_gmac_s=round(gmacs, 2), peak_fraction=round(gmacs / peak, 3),
-                               arch_digest=base.arch.digest() if is_hrnas else "")  # fmt: skip
+                               arch_digest=base.arch.digest() if is_hrnas else "", measured=measured)  # fmt: skip
                     rows.append(row)
                     print(row, flush=True)
+    if only:
+        earlier = read_rows(Path(args.out) / f"latency{'_quick' if args.quick else ''}.csv")
+        rows = [r for r in earlier if r["model"] not in only] + rows
+        write(rows, peak, Path(args.out), args.quick, command=f" --models {args.models}")
+        return
     write(rows, peak, Path(args.out), args.quick)
     print("layout study", flush=True)
     write_study(layout_study(args.quick, peak), Path(args.out), args.quick)
@@ -252,9 +280,26 @@ def study_lines(study: dict) -> list[str]:
     return lines
 
 
-def write(rows: list[dict], peak: float, out: Path, quick: bool) -> None:
+_NUMBERS = {"batch": int, "latency_ms": float, "gmacs_per_image": float, "achieved_gmac_s": float,
+            "peak_fraction": float}  # fmt: skip
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The rows of an earlier run's CSV (numbers as numbers; rows from before the ``measured`` column: ``''``)."""
+    if not path.is_file():
+        raise SystemExit(f"--models merges into {path}, which does not exist: run the full benchmark once first")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r.update({k: cast(r[k]) for k, cast in _NUMBERS.items()})
+        r.setdefault("measured", "")
+    return rows
+
+
+def write(rows: list[dict], peak: float, out: Path, quick: bool, command: str = "") -> None:
     suffix = "_quick" if quick else ""
     write_csv(out / f"latency{suffix}.csv", rows)
+    runs = sorted({r.get("measured") or "" for r in rows})
     lines = [
         "# Inference latency",
         "",
@@ -262,12 +307,20 @@ def write(rows: list[dict], peak: float, out: Path, quick: bool) -> None:
         f"**{peak:.1f} GMAC/s**. Median latency after a warm-up; MACs in the paper convention (fvcore) per image;",
         "`deploy` = `hrnas.deploy` (BatchNorm folded, depthwise form and memory format tuned on this machine).",
         "timm backbones are `features_only` (no head), as a dense-prediction user would take them.",
-        f"Produced by `python benchmarks/latency.py{' --quick' if quick else ''}`.",
-        "",
+        f"Produced by `python benchmarks/latency.py{' --quick' if quick else ''}{command}`.",
     ]
-    header = ["model", "form", "input", "batch", "latency (ms)", "GMACs / image", "GMAC/s", "of peak"]
+    if len(runs) > 1:
+        lines.append(
+            f"The rows come from {len(runs)} runs (`measured`; blank: the first full run), each of which timed the "
+            "timm backbones beside its hrnas models: compare latencies within one run (`of peak` uses each run's "
+            "own peak; the one above is the latest run's)."
+        )
+    lines.append("")
+    header = ["model", "form", "input", "batch", "latency (ms)", "GMACs / image", "GMAC/s", "of peak", "measured"]
     keys = ["model", "form", "input", "batch", "latency_ms", "gmacs_per_image", "achieved_gmac_s"]
-    lines += markdown_table(header, ([*(r[k] for k in keys), f"{r['peak_fraction']:.1%}"] for r in rows))
+    lines += markdown_table(
+        header, ([*(r[k] for k in keys), f"{r['peak_fraction']:.1%}", r.get("measured") or ""] for r in rows)
+    )
     write_markdown(out / f"latency{suffix}.md", lines)
     try:
         import matplotlib

@@ -30,6 +30,28 @@ def test_quick_mode_writes_its_tables(script, outputs, tmp_path):
         assert "channels_last" in table and "fused / paths" in table
 
 
+def test_latency_re_times_named_models_and_keeps_the_other_rows(tmp_path):
+    """``--models``: the named models' rows are replaced, the others stay, the timm backbone is timed beside them."""
+    header = "model,form,input,batch,latency_ms,gmacs_per_image,achieved_gmac_s,peak_fraction"
+    (tmp_path / "latency_quick.csv").write_text(
+        f"{header}\nhrnas_other,eval,224x224,1,5.0,0.1,20.0,0.2\nhrnas_supernet_tiny_seg,eval,224x224,1,999.0,9.9,0.01,0.0\n"
+    )
+    script = [sys.executable, str(BENCH / "latency.py"), "--quick", "--out", str(tmp_path)]
+    subprocess.run([*script, "--models", "hrnas_supernet_tiny_seg"], check=True, timeout=600)
+    with open(tmp_path / "latency_quick.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["model"] == "hrnas_other" and rows[0]["latency_ms"] == "5.0" and rows[0]["measured"] == ""
+    tiny = [r for r in rows if r["model"] == "hrnas_supernet_tiny_seg"]
+    assert sorted(r["form"] for r in tiny) == ["deploy", "eval"] and all(r["latency_ms"] != "999.0" for r in tiny)
+    assert all(r["measured"] and r["arch_digest"] for r in tiny)
+    assert [r["form"] for r in rows if r["model"].startswith("timm hrnet_w18_small")] == ["eval"]
+    table = (tmp_path / "latency_quick.md").read_text()
+    assert "come from 2 runs" in table and "--models hrnas_supernet_tiny_seg" in table
+    assert not (tmp_path / "latency_forms_quick.md").exists()  # only the named models were timed
+    failed = subprocess.run([*script, "--models", "hrnas_nope"], capture_output=True, text=True, timeout=600)
+    assert failed.returncode != 0 and "unknown hrnas models ['hrnas_nope']" in failed.stderr
+
+
 @pytest.mark.slow
 def test_latency_scatter_quick_mode(tmp_path):
     script = BENCH / "latency_scatter.py"
