@@ -310,29 +310,44 @@ def _summary(rows: list[dict]) -> dict:
     return out
 
 
-def _checks(summary: dict, rows: list[dict]) -> list[str]:
-    """The issue's criteria, each with its numbers (mean over seeds; spread = the larger seed spread)."""
+def _paired(rows: list[dict], model: str, task: str, methods: tuple[str, ...]) -> dict:
+    """Summaries of ``methods`` of ``model`` on ``task`` over the seeds every one of them has run (timm backbones
+    count as the model's), so that a comparison never sets one seed's result against the mean of two; ``{}`` when
+    some method has no row yet."""
+    mine = [r for r in rows if r["task"] == task and r["method"] in methods and r["model"] in (model, "timm")]
+    seeds = set.intersection(*({r["seed"] for r in mine if r["method"] == m} for m in methods))
+    if not seeds:
+        return {}
+    summary = _summary([r for r in mine if r["seed"] in seeds])
+    return {m: next(v for (_, _, method), v in summary.items() if method == m) for m in methods}
+
+
+def _checks(rows: list[dict]) -> list[str]:
+    """The issue's criteria, each with its numbers: means over the seeds both sides have run; spread = the larger
+    of the two sides' seed spreads."""
     lines = []
     for model in MODELS:
-        s = {m: summary.get((model, "proxy", m)) for m in PROXY_METHODS}
-        if s["search"] and s["uniform"]:
+        s = _paired(rows, model, "proxy", ("search", "uniform"))
+        if s:
             gap, spread = s["search"]["mean"] - s["uniform"]["mean"], max(s["search"]["spread"], s["uniform"]["spread"])
-            one_seed = min(s["search"]["runs"], s["uniform"]["runs"]) < 2
+            runs = s["search"]["runs"]
             lines.append(
                 f"- {model}, proxy: search {s['search']['mean']:.4f} vs uniform {s['uniform']['mean']:.4f} "
                 f"(difference {gap:+.4f}, seed spread {spread:.4f}): {'beats' if gap > spread else 'does not beat'} "
                 "uniform width by more than the spread"
-                + (" (one seed so far: no spread measured yet)" if one_seed else "")
+                + (" (one seed so far: no spread measured yet)" if runs < 2 else f" ({runs} seeds)")
             )
-        if s["retrained"] and s["uniform"]:
+        s = _paired(rows, model, "proxy", ("retrained", "uniform"))
+        if s:
             ok = s["retrained"]["mean"] >= s["uniform"]["mean"]
             lines.append(
-                f"- {model}, proxy: retrained {s['retrained']['mean']:.4f} vs uniform {s['uniform']['mean']:.4f}: "
+                f"- {model}, proxy: retrained {s['retrained']['mean']:.4f} vs uniform {s['uniform']['mean']:.4f} "
+                f"({s['retrained']['runs']} seed{'s' if s['retrained']['runs'] > 1 else ''}): "
                 f"{'at least as good' if ok else 'worse'}"
             )
         searches = [r for r in rows if r["model"] == model and r["task"] == "proxy" and r["method"] == "search"]
         if searches:
-            spread = s["search"]["spread"]
+            spread = _spread([r["metric"] for r in searches])
             falls = [
                 (r["seed"], r["metric"], max((m for _, _, m in r["curve"][:-1] if m is not None), default=r["metric"]))
                 for r in searches
@@ -340,16 +355,17 @@ def _checks(summary: dict, rows: list[dict]) -> list[str]:
             ok = all(final >= best - spread for _, final, best in falls)
             detail = ", ".join(f"seed {seed}: final {final:.4f}, best before {best:.4f}" for seed, final, best in falls)
             lines.append(f"- {model}, no collapse ({detail}; spread {spread:.4f}): {'holds' if ok else 'FAILS'}")
-        n = {m: summary.get((model, "nuclei", m)) for m in NUCLEI_BACKBONES[:3]}
-        if n["search"] and n["uniform"] and n["v1"]:
+        n = _paired(rows, model, "nuclei", NUCLEI_BACKBONES[:3])
+        if n:
             vs_uniform = "at least as good as" if n["search"]["mean"] >= n["uniform"]["mean"] else "worse than"
             vs_v1 = "better than" if n["search"]["mean"] > n["v1"]["mean"] else "not better than"
             lines.append(
                 f"- {model}, nuclei: search {n['search']['mean']:.4f}, uniform {n['uniform']['mean']:.4f}, v1 "
-                f"{n['v1']['mean']:.4f}: {vs_uniform} uniform, {vs_v1} v1"
+                f"{n['v1']['mean']:.4f} ({n['search']['runs']} seed{'s' if n['search']['runs'] > 1 else ''}): "
+                f"{vs_uniform} uniform, {vs_v1} v1"
             )
-        if s["search"] and s["search"]["branches"]:
-            b = s["search"]["branches"]
+        if searches and searches[0].get("branches"):
+            b = searches[0]["branches"]
             low = [4 * 2**i for i, w in enumerate(b) if w < 0.01 * sum(b)]
             lines.append(
                 f"- {model}: hidden channels per branch (stride 4/8/16/32) {' / '.join(map(str, b))}; "
@@ -398,7 +414,7 @@ def report(quick: bool) -> None:
             table.append([model, method, s["runs"], f"{s['mean']:.4f} ± {s['spread']:.4f}",
                           f"{s['params'] / 1e6:.3f}", f"{s['wall_s'] / 60:.1f}"])  # fmt: skip
     lines += markdown_table(["model", "backbone", "runs", "mIoU (mean ± sd)", "backbone params (M)", "min"], table)
-    lines += ["", "## Checks", "", *_checks(summary, rows), "", "Search curves: `zoo_quality.png`.", ""]
+    lines += ["", "## Checks", "", *_checks(rows), "", "Search curves: `zoo_quality.png`.", ""]
     write_atomic(RESULTS / f"zoo_quality{suffix}.md", "\n".join(lines))
     _plot(rows, RESULTS / f"zoo_quality{suffix}.png")
 
@@ -445,12 +461,14 @@ def record_held_out(rows: list[dict], zoo_dir: Path) -> list[str]:
 
     A later ``hrnas zoo-build`` of the model writes its entry afresh, without this: run this again after it.
     """
-    summary = _summary(rows)
     done = []
     for model in MODELS:
-        own = summary.get((model, "nuclei", "search"))
-        if own is None:
+        seeds = {r["seed"] for r in rows if (r["model"], r["task"], r["method"]) == (model, "nuclei", "search")}
+        if not seeds:
             continue
+        # every backbone on the seeds the search has run, so the card compares like with like
+        summary = _summary([r for r in rows if r["seed"] in seeds])
+        own = summary[(model, "nuclei", "search")]
         others = {}
         for method, label in HELD_OUT_NAMES.items():
             other = summary.get((model, "nuclei", method)) or summary.get(("timm", "nuclei", method))
