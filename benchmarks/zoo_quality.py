@@ -14,8 +14,8 @@ For every zoo model with a search recipe (``hrnas_seg_a``, ``hrnas_seg_b``, ``hr
 Every run writes its row (``benchmarks/results/zoo_quality/rows/*.json``) when it finishes; a rerun skips finished
 rows, so the benchmark can span several sittings. Every run takes the threads hrnas chooses for the free cores and
 keeps that choice up to date, so two invocations with different ``--models`` / ``--seeds`` / ``--methods`` can run
-side by side on a 2-core machine, one thread each (about 1.6x the rows per hour of one at a time; never more
-invocations than cores).
+side by side on a 2-core machine, one thread each (never more invocations than cores; a row's ``threads`` says how
+many it ended with).
 
     python benchmarks/zoo_quality.py                       # everything not yet done, then the report
     python benchmarks/zoo_quality.py --models hrnas_pose_a --seeds 0
@@ -388,8 +388,8 @@ def report(quick: bool) -> None:
         f"{len(rows)} runs, {sum(r['wall_s'] for r in rows) / 3600:.2f} h of compute in all. Method: see the "
         "script's docstring. Proxy metrics are the recipe's (mIoU, PCK or top-1 on its validation split); MACs at "
         "the named configuration (seg 224x224 with 150 classes, pose 256x192 with 17, cls 224x224 with 1000). "
-        "Wall times are each run's own; rows that ran two at a time, one thread each (the csv's `threads`), took "
-        "about 1.25x their time alone (`shared_cpu.md`).",
+        "Wall times are each run's own; the csv's `threads` is the count a run ended with (1: it shared the 2 cores "
+        "with another run).",
         "",
         "## Proxy",
         "",
