@@ -218,7 +218,8 @@ def main() -> None:
     if only:
         earlier = read_rows(Path(args.out) / f"latency{'_quick' if args.quick else ''}.csv")
         rows = [r for r in earlier if r["model"] not in only] + rows
-        write(rows, peak, Path(args.out), args.quick, command=f" --models {args.models}")
+        command = f" --models {args.models}" + (f" --batches {args.batches}" if args.batches else "")
+        write(rows, peak, Path(args.out), args.quick, command=command)
         return
     write(rows, peak, Path(args.out), args.quick)
     print("layout study", flush=True)
