@@ -13,8 +13,8 @@ fraction of this machine's fp32 matmul peak, measured in the same run.
 
 ``--models`` re-times only the named hrnas models, with the timm backbones beside them in the same run, and merges:
 their rows replace the named models' earlier rows, every other row stays, and each row says when it was measured
-(the ``measured`` column), so latencies are compared within one run. For a model whose architecture changed (the
-zoo table shows rows only for the architecture they were timed on).
+(the ``measured`` column), so latencies are compared within one run. Use it when a model's architecture changed:
+the zoo table shows rows only for the architecture they were timed on.
 
 Then, for the seg supernet at 512x1024, batch 1 (``--quick``: the tiny one at 224x224), the forms side by side
 (the per-path reference block in eval mode, the fused block, each in both memory formats, and the deploy form), and
