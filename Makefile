@@ -22,16 +22,11 @@ data:
 	@test -f $(FMNIST)/train-images-idx3-ubyte.gz || \
 		($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y dataset-fashion-mnist)
 
-# One pytest worker per usable core, each on one torch thread (tests/conftest.py): on these shared 2-core machines
-# two one-thread processes run at nearly their speed alone, while one process's two threads wait on each other.
-# --dist loadfile keeps a file's tests (and its module-scoped fixtures) on one worker.
-XDIST := -n auto --dist loadfile
-
 test: setup
-	$(PY) -m pytest -q $(XDIST)
+	$(PY) -m pytest -q
 
 test-fast: setup
-	$(PY) -m pytest -q $(XDIST) -m "not slow"
+	$(PY) -m pytest -q -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check .
