@@ -12,10 +12,11 @@ For every zoo model with a search recipe (``hrnas_seg_a``, ``hrnas_seg_b``, ``hr
   scratch as a timm ``features_only`` backbone (strides 4-32) under one shared light head, same steps and data.
 
 Every run writes its row (``benchmarks/results/zoo_quality/rows/*.json``) when it finishes; a rerun skips finished
-rows, so the benchmark can span several sittings. Every run takes the threads hrnas chooses for the free cores and
-keeps that choice up to date, so two invocations with different ``--models`` / ``--seeds`` / ``--methods`` can run
-side by side on a 2-core machine, one thread each (never more invocations than cores; a row's ``threads`` says how
-many it ended with).
+rows and continues an interrupted proxy run from its last checkpoint (``runs/zoo_quality/MODEL-METHOD-sSEED``, when
+its ``job.json`` matches: same recipe, seed and architecture), so the benchmark can span several sittings. Every
+run takes the threads hrnas chooses for the free cores and keeps that choice up to date, so two invocations with
+different ``--models`` / ``--seeds`` / ``--methods`` can run side by side on a 2-core machine, one thread each (never
+more invocations than cores; a row's ``threads`` says how many it ended with).
 
     python benchmarks/zoo_quality.py                       # everything not yet done, then the report
     python benchmarks/zoo_quality.py --models hrnas_pose_a --seeds 0
@@ -37,6 +38,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from _common import RESULTS, machine, markdown_table, uniform_arch, write_csv
@@ -46,6 +48,7 @@ from hrnas._files import write_atomic
 from hrnas.arch import branch_hidden_channels
 from hrnas.archs import ZOO_DIR, zoo_arch
 from hrnas.release.recipes import ZOO_RECIPES, run_recipe
+from hrnas.search.checkpoint import CHECKPOINT_NAME
 
 MODELS = [n for n, r in ZOO_RECIPES.items() if r.budget and r.space]
 SEEDS = (0, 1)
@@ -147,11 +150,39 @@ def adopt_zoo_build(model: str, seed: int, build_dir: Path) -> dict | None:
     return {**row, **_arch_record(hrnas.Arch.from_dict(entry["arch"]), recipe)}
 
 
+def _job(model: str, method: str, seed: int, quick: bool, arch) -> dict:
+    """What a proxy run is: a checkpoint continues only a run of exactly this (recipe settings, data, architecture)."""
+    recipe = ZOO_RECIPES[model]
+    job = dict(model=model, method=method, seed=seed, quick=quick, settings=recipe.search, data=asdict(recipe.data))
+    job.update(space=recipe.space, budget=recipe.budget, arch=arch.to_dict() if arch is not None else None)
+    return json.loads(json.dumps(job))  # as it reads back from job.json (tuples as lists)
+
+
+def _earlier_sittings(run_dir: Path, job: dict) -> float | None:
+    """Seconds an interrupted run of ``job`` in ``run_dir`` had run, or None when there is no such run to continue
+    (no checkpoint, or one of another job: a changed recipe or architecture starts over)."""
+    history = run_dir / "history.jsonl"
+    if _load_row(run_dir / "job.json") != job or not (run_dir / CHECKPOINT_NAME).is_file() or not history.is_file():
+        return None
+    rows = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+    return rows[-1]["elapsed"] if rows else 0.0
+
+
 def run_proxy(model: str, method: str, seed: int, quick: bool, work: Path) -> dict:
+    """One proxy row. A run interrupted in an earlier sitting continues from its last checkpoint (same job only)."""
     recipe = ZOO_RECIPES[model]
     start = time.perf_counter()
     arch = None if method == "search" else proxy_arch(model, method, seed, quick)
-    result, _ = run_recipe(recipe, seed=seed, arch=arch, output_dir=work / f"{model}-{method}-s{seed}", quick=quick)
+    run_dir, job = work / f"{model}-{method}-s{seed}", _job(model, method, seed, quick, arch)
+    before = _earlier_sittings(run_dir, job)
+    if before is None:  # a fresh start: what another job left here must never be taken for this one's
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in (CHECKPOINT_NAME, "history.jsonl"):
+            (run_dir / stale).unlink(missing_ok=True)
+        write_atomic(run_dir / "job.json", json.dumps(job, indent=1) + "\n")
+    else:
+        print(f"    continuing the run in {run_dir} ({before / 60:.1f} min done)", flush=True)
+    result, _ = run_recipe(recipe, seed=seed, arch=arch, output_dir=run_dir, quick=quick, resume=before is not None)
     row = {
         "model": model,
         "task": "proxy",
@@ -161,7 +192,7 @@ def run_proxy(model: str, method: str, seed: int, quick: bool, work: Path) -> di
         "metric": result.metric,
         "best_metric": max((r["metric"] for r in result.history if r["metric"] is not None), default=None),
         "curve": [[r["step"], r["macs"], r["metric"]] for r in result.history],
-        "wall_s": round(time.perf_counter() - start, 1),
+        "wall_s": round(time.perf_counter() - start + (before or 0.0), 1),
         "threads": result.history[-1].get("threads"),
     }
     return {**row, **_arch_record(result.arch, recipe)}

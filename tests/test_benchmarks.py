@@ -263,6 +263,38 @@ def test_zoo_quality_checks_and_the_held_out_record_in_the_entry(tmp_path):
     assert "mIoU 0.6000 for this architecture" in zoo_card(entry)
 
 
+def test_zoo_quality_proxy_row_continues_only_its_own_interrupted_run(tmp_path, monkeypatch, capsys):
+    """A proxy run cut off by the end of a sitting continues from its checkpoint; another job's files never do."""
+    import json
+    from types import SimpleNamespace
+
+    from hrnas.archs import zoo_arch
+
+    zq = _import_bench("zoo_quality")
+    calls = []
+
+    def run_recipe(recipe, *, seed, arch, output_dir, quick, resume):  # the run itself is tested in test_search.py
+        calls.append(resume)
+        assert json.loads((output_dir / "job.json").read_text())["seed"] == seed
+        assert resume == (output_dir / "checkpoint.pt").is_file()  # a fresh start finds no earlier job's checkpoint
+        (output_dir / "checkpoint.pt").write_bytes(b"checkpoint")
+        (output_dir / "history.jsonl").write_text(json.dumps({"elapsed": 600.0}) + "\n")
+        history = [{"step": 6, "macs": 1, "metric": 0.5, "threads": 1}]
+        return SimpleNamespace(metric_name="top1", metric=0.5, history=history, arch=zoo_arch("hrnas_cls_b")), None
+
+    monkeypatch.setattr(zq, "run_recipe", run_recipe)
+    assert zq.run_proxy("hrnas_cls_b", "search", 0, True, tmp_path)["wall_s"] < 600
+    # the same job again (its row was never written: the sitting ended): it continues, counting the earlier time
+    assert zq.run_proxy("hrnas_cls_b", "search", 0, True, tmp_path)["wall_s"] >= 600
+    assert calls == [False, True] and "continuing the run" in capsys.readouterr().out
+    # the recipe changed since: start over
+    job_file = tmp_path / "hrnas_cls_b-search-s0" / "job.json"
+    job = json.loads(job_file.read_text())
+    job_file.write_text(json.dumps({**job, "settings": {**job["settings"], "lr": 1.0}}))
+    zq.run_proxy("hrnas_cls_b", "search", 0, True, tmp_path)
+    assert calls == [False, True, False] and json.loads(job_file.read_text()) == job
+
+
 def test_zoo_quality_nuclei_row_keeps_the_protocol_and_the_threads():
     """One held-out row, shortened (--quick): the nuclei run through timm ``features_only`` under the shared head."""
     import os
