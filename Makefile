@@ -22,11 +22,17 @@ data:
 	@test -f $(FMNIST)/train-images-idx3-ubyte.gz || \
 		($(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y dataset-fashion-mnist)
 
+# One pytest worker per usable core, each on one torch thread (tests/conftest.py): on these shared 2-core machines
+# two one-thread processes run at nearly their speed alone, while one process's two threads wait on each other.
+# --dist worksteal gives each worker a contiguous share of the tests in collection order (so a file's module-scoped
+# fixtures mostly run once) and lets an idle worker take tests queued on the other, so no heavy file ends alone.
+XDIST := -n auto --dist worksteal
+
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(XDIST)
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q $(XDIST) -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check .
