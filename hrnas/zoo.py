@@ -211,7 +211,7 @@ def hrnas_seg_a(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
 @_register_if_shipped
 def hrnas_seg_b(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """HR-NAS segmentation network searched to HR-NAS-B's budget, 2.2 GMACs counted at 224x224 with 150 classes
-    as the paper counts (about 10.8 G at 512x512). Weights: ``hrnas_seg_b.textured_scenes``; ``arch_version=1``: the
+    as the paper counts (about 10.9 G at 512x512). Weights: ``hrnas_seg_b.textured_scenes``; ``arch_version=1``: the
     first zoo's architecture."""
     return _searched("hrnas_seg_b", pretrained, kwargs)
 
