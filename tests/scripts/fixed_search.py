@@ -10,6 +10,9 @@ the same architectures and bit-identical weights. Three runs, all on one thread,
   checkpoint: it must end exactly where ``family`` ends.
 
     python tests/scripts/fixed_search.py OUT.json      # write what the current code finds
+
+Bits differ between CPUs, so there is one fixture per platform the code was checked on
+(``tests/data/search_fixture*.json``, each naming its platform in ``written_by``).
 """
 
 from __future__ import annotations
@@ -196,9 +199,21 @@ def run_all() -> dict:
     return out
 
 
+def platform() -> dict:
+    """What the bits depend on besides the code: torch, the CPU's name and the instruction set torch's kernels use.
+
+    The name alone is not enough: virtual machines report "AMD EPYC" for processors with and without AVX-512, and the
+    kernels sum in a different order on each."""
+    return {
+        "torch": torch.__version__,
+        "cpu": hrnas._measure.cpu_name(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
 def main() -> None:
     result = run_all()
-    result["written_by"] = {"torch": torch.__version__, "cpu": hrnas._measure.cpu_name()}
+    result["written_by"] = platform()
     Path(sys.argv[1]).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
 
 
