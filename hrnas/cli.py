@@ -230,7 +230,7 @@ def _cmd_latency_table(args: argparse.Namespace) -> int:
     space = args.space or args.task
     table = latency_table(
         supernet.arch, size, space=space, batch_size=args.batch_size, device=args.device, rebuild=args.rebuild,
-        progress=None if args.quiet else print,
+        form=args.form, progress=None if args.quiet else print,
     )  # fmt: skip
     if args.out:
         table.save(args.out)
@@ -383,6 +383,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", help="also write the table to this JSON file")
     p.add_argument("--rebuild", action="store_true", help="measure again even if a cached table exists")
+    p.add_argument(
+        "--form", choices=("deploy", "eval"), default="deploy",
+        help="time networks as hrnas.deploy leaves them (default) or as built, in eval mode",
+    )  # fmt: skip
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_latency_table)
 

@@ -34,7 +34,7 @@ from ._measure import cache_dir, device_key, median_time, timing_load_watch
 from ._size import pair
 from .layers import ConvBnAct, KernelPath, LightweightTransformer, MixedKernelBlock
 
-__all__ = ["deploy", "device_key", "fold_bn", "merge_paths"]
+__all__ = ["deploy", "deploy_forms", "device_key", "fold_bn", "merge_paths"]
 
 
 def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -119,6 +119,20 @@ def _fold_model(model: nn.Module) -> None:
         for child_name, child in list(m.named_children()):
             if isinstance(child, nn.Dropout):
                 setattr(m, child_name, nn.Identity())
+
+
+def deploy_forms(block: MixedKernelBlock) -> list[MixedKernelBlock]:
+    """The forms :func:`deploy` chooses between for one block (eval mode, BatchNorm folded): its kernel paths run
+    separately, and, when it has several, merged into one path. ``block`` itself is not changed."""
+    folded = copy.deepcopy(block).eval()
+    _fold_model(folded)
+    forms = [folded]
+    if len(folded.paths) > 1:
+        merged = copy.deepcopy(folded)
+        merged.paths = nn.ModuleList([merge_paths(folded)])
+        merged.kernel_sizes = [merged.paths[0].kernel_size]
+        forms.append(merged)
+    return forms
 
 
 # ----------------------------------------------------------------------------------------------------------

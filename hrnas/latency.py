@@ -13,8 +13,11 @@ cost of one hidden channel; the token terms: the transformer at ``n`` tokens). A
 ``scale * sum(blocks) + offset``, where ``scale`` and ``offset`` (the stem, the fusions' resizes and additions,
 the head) are fitted on whole networks of the space measured at build time.
 
-What is timed: the network in eval mode, ``channels_last``, under ``torch.no_grad``, at the table's batch size
-and input size, with the thread count of the process that builds the table. A table is valid only for its
+What is timed (the table's ``form``): ``'deploy'`` (the default) times blocks and networks as :func:`hrnas.deploy`
+leaves them, BatchNorm folded, each block's kernel paths run separately or merged, whichever is faster here, in
+the memory format deploy chooses; ``'eval'`` times the network as built, in eval mode and ``channels_last``. Both
+under ``torch.no_grad``, at the table's batch size and input size, with the thread count of the process that
+builds the table. A table is valid only for its
 device, thread count and torch version (:attr:`LatencyTable.key`); :func:`latency_table` caches tables under
 ``$HRNAS_CACHE_DIR/latency/`` by that key, the space and the input size.
 
@@ -24,7 +27,10 @@ its calibration networks as a *reference*, with its latency at build time; :func
 network's latency in the table's time, which cancels whatever slowed or sped up the whole machine since.
 
 Per-unit costs for the search's penalty (:class:`hrnas.search.units.CostModel` with ``metric='latency'``) are
-``scale * channel_k`` per channel and the marginal token cost; budgets are predicted latencies.
+``scale * channel_k`` per channel and the marginal token cost; budgets are predicted latencies. In a deploy-form
+table a path's fixed cost is shared by its live channels (``scale * (channel_k + path_k / h_k)``) and the
+transformer's by its live tokens: on a CPU a narrow path costs its launches whatever its width, so the penalty
+must pull harder on the last channels of a path, whose removal takes those launches away.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from ._measure import cache_dir, device_key, median_time, timing_load_watch
 from ._size import pair
 from .arch import Arch, BlockSpec
 from .cost import block_input_sizes
+from .deploy import deploy, deploy_forms
 from .layers import MixedKernelBlock
 from .net import HRNASNet
 
@@ -59,6 +66,12 @@ __all__ = [
 ]
 
 TABLE_VERSION = 1
+FORMS = ("deploy", "eval")
+
+
+def _deployed(model: HRNASNet, input_size: tuple[int, int], batch_size: int) -> torch.nn.Module:
+    """``model`` in the deploy form (:func:`hrnas.deploy`, its per-block choices cached on this device)."""
+    return deploy(model, input_size=input_size, batch_size=batch_size)
 
 
 @dataclass(frozen=True)
@@ -70,10 +83,15 @@ class BlockLatency:
     channel: dict[int, float]
     token: tuple[float, float, float]  # token_0, token_1, token_2
 
-    def predict(self, spec: BlockSpec) -> float:
+    def predict(self, spec: BlockSpec, deploy: bool = False) -> float:
+        """Microseconds of ``spec``'s block; ``deploy``: in the faster of its deploy forms, the paths run separately
+        or merged into one path of the largest kernel and all their channels (timed as such a single path)."""
         t = self.base
-        for k, h in spec.paths:
-            t += self.path[k] + self.channel[k] * h
+        paths = sum(self.path[k] + self.channel[k] * h for k, h in spec.paths)
+        if deploy and len(spec.paths) > 1:
+            k = max(k for k, _ in spec.paths)
+            paths = min(paths, self.path[k] + self.channel[k] * spec.hidden)
+        t += paths
         if spec.tokens > 0:
             n = spec.tokens
             t += self.token[0] + self.token[1] * n + self.token[2] * n * n
@@ -127,7 +145,8 @@ def measure_latencies(
     device: str | torch.device = "cpu",
     in_chans: int = 3,
 ) -> list[float]:
-    """Median latencies in milliseconds of several models measured side by side (eval, channels_last, no_grad).
+    """Median latencies in milliseconds of several models measured side by side (eval, no_grad; channels_last, or
+    for a model from :func:`hrnas.deploy` the memory format it chose).
 
     ``rounds`` passes over the models; each visit runs one untimed forward, then ``reps`` timed ones. Interleaving
     spreads passing load on a shared machine over every model alike, and the untimed forward brings a model's
@@ -135,16 +154,19 @@ def measure_latencies(
     after an eviction is up to 2x slower than the ones that follow).
     """
     device = torch.device(device)
-    models = [m.eval().to(device, memory_format=torch.channels_last) for m in models]
-    x = torch.randn(batch_size, in_chans, *input_size, device=device).contiguous(memory_format=torch.channels_last)
+    # a deployed model runs in the memory format hrnas.deploy chose for it; every other one in channels_last
+    formats = [getattr(m, "memory_format", torch.channels_last) for m in models]
+    models = [m.eval().to(device, memory_format=f) for m, f in zip(models, formats)]
+    x = torch.randn(batch_size, in_chans, *input_size, device=device)
+    xs = [x.contiguous(memory_format=f) for f in formats]
     times: list[list[float]] = [[] for _ in models]
     with torch.no_grad():
-        for m in models:
+        for m, x in zip(models, xs):
             for _ in range(2):
                 m(x)
         for _ in range(rounds):
-            for i, m in enumerate(models):
-                times[i].append(median_time(lambda m=m: m(x), device, repeats=reps, warmup=1))
+            for i, (m, x) in enumerate(zip(models, xs)):
+                times[i].append(median_time(lambda m=m, x=x: m(x), device, repeats=reps, warmup=1))
     return [1e3 * statistics.median(t) for t in times]
 
 
@@ -195,6 +217,7 @@ class LatencyTable:
     offset: float = 0.0
     calibration: Optional[list[dict]] = None  # the whole networks the scale/offset were fitted on
     reference: Optional[dict] = None  # {"arch": Arch dict, "ms": its latency at build time}: the drift anchor
+    form: str = "eval"  # what was timed: "deploy" (hrnas.deploy's form) or "eval" (the network as built)
 
     # -- prediction ---------------------------------------------------------------------------------------
 
@@ -211,7 +234,8 @@ class LatencyTable:
     def block_latencies(self, arch: Arch) -> dict[str, float]:
         """Predicted microseconds of every block of ``arch`` (before the network-level scale)."""
         hw = block_input_sizes(arch, self.input_size)
-        return {name: self._entry(name, spec, hw[name]).predict(spec) for name, spec in arch.named_blocks()}
+        deploy = self.form == "deploy"
+        return {name: self._entry(name, spec, hw[name]).predict(spec, deploy) for name, spec in arch.named_blocks()}
 
     def predict(self, arch: Arch) -> float:
         """Predicted latency of ``arch`` in milliseconds."""
@@ -220,12 +244,14 @@ class LatencyTable:
     def unit_costs(self, arch: Arch) -> dict[str, tuple[tuple[float, ...], float, float]]:
         """Per block: microseconds of one hidden channel of each existing path, and the token coefficients."""
         hw = block_input_sizes(arch, self.input_size)
+        shared = self.form == "deploy"  # fixed costs shared by the live units (the module docstring says why)
         out = {}
         for name, spec in arch.named_blocks():
             e = self._entry(name, spec, hw[name])
-            channel = tuple(self.scale * e.channel[k] for k, _ in spec.paths)
+            channel = tuple(self.scale * (e.channel[k] + (e.path[k] / h if shared else 0.0)) for k, h in spec.paths)
             # a token costs token_1 + token_2 * (2L - 1) at L live tokens (the marginal of the fitted quadratic)
-            out[name] = (channel, self.scale * e.token[1], self.scale * e.token[2])
+            linear = e.token[1] + (e.token[0] / spec.tokens if shared and spec.tokens else 0.0)
+            out[name] = (channel, self.scale * linear, self.scale * e.token[2])
         return out
 
     # -- measuring in the table's time --------------------------------------------------------------------
@@ -250,6 +276,8 @@ class LatencyTable:
         torch.manual_seed(0)  # the reference's weights do not matter to its speed; keep the caller's RNG untouched
         ref = HRNASNet(Arch.from_dict(self.reference["arch"]))
         torch.random.set_rng_state(state)
+        if self.form == "deploy":
+            ref = _deployed(ref, self.input_size, self.batch_size)
         times = measure_latencies([ref, *models], self.input_size, self.batch_size, rounds, reps, device, in_chans)
         drift = times[0] / self.reference["ms"]
         return [t / drift for t in times[1:]], drift
@@ -306,14 +334,17 @@ class LatencyTable:
         progress: Optional[Callable[[str], None]] = None,
         time_block: Optional[Callable[[BlockSpec, tuple[int, int]], float]] = None,
         time_network: Optional[Callable[[Arch], float]] = None,
+        form: str = "deploy",
     ) -> LatencyTable:
         """Measure every distinct block shape of ``supernet`` at ``input_size`` and fit the terms.
 
         ``calibration_archs`` random architectures of the space (plus the supernet and the empty network) are
         timed whole, side by side over ``rounds`` rounds, to fit the network-level ``scale`` and ``offset``.
         ``time_block(spec, input_hw)`` and ``time_network(arch)`` (microseconds) replace the measurements, for tests
-        and for other timers.
+        and for other timers. ``form``: ``'deploy'`` or ``'eval'``, what is timed (the module docstring).
         """
+        if form not in FORMS:
+            raise ValueError(f"form must be one of {', '.join(map(repr, FORMS))}, got {form!r}")
         device = torch.device(device)
         input_size = (int(input_size[0]), int(input_size[1]))
         hw_of = block_input_sizes(supernet, input_size)
@@ -324,14 +355,17 @@ class LatencyTable:
         def measure_block(spec: BlockSpec, hw: tuple[int, int]) -> float:
             block = MixedKernelBlock(spec).eval().to(device, memory_format=torch.channels_last)
             x = torch.randn(batch_size, spec.in_chs, *hw, device=device).contiguous(memory_format=torch.channels_last)
+            forms = deploy_forms(block) if form == "deploy" else [block]
             with torch.no_grad():
-                return 1e6 * median_time(lambda: block(x), device, repeats=repeats, warmup=3)
+                return 1e6 * min(median_time(lambda b=b: b(x), device, repeats=repeats, warmup=3) for b in forms)
 
         def measure_networks(archs: list[Arch]) -> list[float]:
             if time_network is not None:
                 return [time_network(a) for a in archs]
             # side by side, in rounds, as a user's own comparison of networks would measure them
             models = [HRNASNet(arch) for arch in archs]
+            if form == "deploy":
+                models = [_deployed(m, input_size, batch_size) for m in models]
             return [1e3 * t for t in measure_latencies(models, input_size, batch_size, rounds, 3, device)]
 
         time_block = time_block or measure_block
@@ -362,7 +396,7 @@ class LatencyTable:
                     token = _fit_token_curve([float(n) for n in counts], ys)
                 blocks[shape] = BlockLatency(base, paths, channels, tuple(token))
 
-            table = cls(device_key(device), space, input_size, batch_size, blocks)
+            table = cls(device_key(device), space, input_size, batch_size, blocks, form=form)
             # whole networks: the supernet, the empty network and random ones between
             rng = random.Random(seed)
             empty_net = supernet.with_blocks(
@@ -404,10 +438,11 @@ def random_arch(supernet: Arch, mean_keep: float, rng: random.Random) -> Arch:
     return supernet.with_blocks(blocks)
 
 
-def _cache_path(key: str, supernet: Arch, space: str, input_size: tuple[int, int], batch_size: int) -> Path:
+def _cache_path(key: str, supernet: Arch, space: str, input_size: tuple[int, int], batch_size: int, form: str) -> Path:
     # the file name is readable; the digest makes it unique to the device key and the exact supernet
     digest = hashlib.sha256((key + supernet.to_json()).encode()).hexdigest()[:16]
-    return cache_dir() / "latency" / f"{space}-{input_size[0]}x{input_size[1]}-b{batch_size}-{digest}.json"
+    suffix = "" if form == "eval" else f"-{form}"  # eval-form tables keep the names they were cached under
+    return cache_dir() / "latency" / f"{space}-{input_size[0]}x{input_size[1]}-b{batch_size}{suffix}-{digest}.json"
 
 
 def latency_table(
@@ -418,22 +453,24 @@ def latency_table(
     device: str | torch.device = "cpu",
     cache: bool = True,
     rebuild: bool = False,
+    form: str = "deploy",
     **build_kwargs,
 ) -> LatencyTable:
-    """The latency table of ``supernet``'s space at ``input_size`` on this device: from the cache when one was built
-    with the same device, thread count and torch version, otherwise measured now (and cached)."""
+    """The latency table of ``supernet``'s space at ``input_size`` on this device, timing the ``form`` (``'deploy'``
+    or ``'eval'``, see the module docstring): from the cache when one was built with the same device, thread count
+    and torch version, otherwise measured now (and cached)."""
     input_size = pair(input_size, build_kwargs.get("in_chans"))
     space = space or supernet.task
     device = torch.device(device)
-    path = _cache_path(device_key(device), supernet, space, tuple(input_size), batch_size)
+    path = _cache_path(device_key(device), supernet, space, tuple(input_size), batch_size, form)
     if cache and not rebuild and path.exists():
         try:
             table = LatencyTable.load(path)
-            if table.key == device_key(device) and table.reference is not None:  # older tables: no drift anchor
-                return table
+            if table.key == device_key(device) and table.reference is not None and table.form == form:
+                return table  # (older tables have no drift anchor: built again)
         except (OSError, ValueError, KeyError):
             pass  # an unreadable cache entry is only a lost measurement: measure again
-    table = LatencyTable.build(supernet, tuple(input_size), space, batch_size, device=device, **build_kwargs)
+    table = LatencyTable.build(supernet, tuple(input_size), space, batch_size, device=device, form=form, **build_kwargs)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         table.save(path)

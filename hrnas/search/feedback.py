@@ -23,6 +23,7 @@ import torch
 from .. import latency
 from .._measure import device_key
 from ..arch import Arch
+from ..deploy import deploy
 from ..latency import LatencyTable
 from .budget import BudgetController
 from .config import SearchConfig
@@ -148,6 +149,8 @@ class LatencyFeedback:
         span, most = (6000, 60) if force else (2000, 21)
         repeats = max(6, min(most, int(span / max(self.cost_model.correction * predicted, 1e-3))))
         net = self.build(arch)
+        if table.form == "deploy":  # the budget is about the network as hrnas.deploy leaves it
+            net = deploy(net, input_size=self.cost_model.input_size, batch_size=table.batch_size)
         reading = self.measure_fn(
             net, self.cost_model.input_size, table.batch_size, repeats, self.device, self.in_chans, reference=table
         )
