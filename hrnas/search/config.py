@@ -91,6 +91,9 @@ class SearchConfig:
         cut_rank: budget mode, how units the trajectory forces out are ranked: ``'taylor'`` (default) by their
             measured importance per unit of cost (the running mean of ``|gamma * dL/dgamma|``, the loss their removal
             would add to first order, over their cost), ``'gate'`` by ``|gamma|`` alone (before 0.2).
+        channel_multiple: every kernel path keeps a multiple of this many hidden channels at every cut (rounded to
+            the nearest, down at the final cut so that the budget holds; 1: any count). Convolutions over some
+            channel counts run faster on some devices (``benchmarks/cpu_shapes.py`` measures which here).
 
     Evaluation and bookkeeping:
         ema_decay: EMA decay at batch 4096 (adjusted to the batch size as in the paper); 0 disables the EMA.
@@ -146,6 +149,7 @@ class SearchConfig:
     tail: str = "finetune"
     rho_limit: float = 1.0
     cut_rank: str = "taylor"
+    channel_multiple: int = 1
 
     ema_decay: float = 0.9999
     calib_batches: int = 10
@@ -198,6 +202,8 @@ class SearchConfig:
             raise ValueError(f"threads must be a positive number of threads, or None to choose, got {self.threads!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not isinstance(self.channel_multiple, int) or self.channel_multiple < 1:
+            raise ValueError(f"channel_multiple must be a whole number of channels >= 1, got {self.channel_multiple!r}")
         if self.steps is None and not self.epochs > 0:
             raise ValueError(f"epochs must be > 0, got {self.epochs}")
         if not 0.0 <= self.hold < self.reach <= 1.0:

@@ -225,7 +225,7 @@ class _Run:
         self.feedback.measure(self.arch, self.step, members, force=final)
 
         args = (self.cfg.threshold, self.controller, self.step, final, self.plan.min_shrink, budget)
-        select = functools.partial(select_units, index, *args)
+        select = functools.partial(select_units, index, *args, multiple=self.cfg.channel_multiple)
         sel = select()
         if self.feedback.enabled and self.controller is not None:
             sel = self.feedback.settle(index, sel, select, self.controller, self.step, members, final, budget)

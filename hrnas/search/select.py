@@ -21,7 +21,7 @@ from .budget import BudgetController
 from .shrink import BlockKeep
 from .units import CostModel
 
-__all__ = ["UnitIndex", "Selection", "select_units"]
+__all__ = ["UnitIndex", "Selection", "round_paths", "select_units"]
 
 
 class UnitIndex:
@@ -152,6 +152,31 @@ def _largest_prefix(n: int, ok: Callable[[int], bool]) -> int:
     return lo
 
 
+def round_paths(
+    index: UnitIndex, removed: torch.Tensor, score: torch.Tensor, multiple: int, down: bool = False
+) -> torch.Tensor:
+    """``removed`` changed so that every kernel path keeps a multiple of ``multiple`` channels: the nearest one (a
+    path keeping under half a multiple goes), or with ``down`` the one below, so that the cost can only fall.
+    Channels are dropped weakest first and taken back strongest first (by ``score``); tokens are not rounded."""
+    if multiple <= 1:
+        return removed
+    removed = removed.clone()
+    channels = index.kind == 0
+    for slot in index.slot[channels].unique().tolist():
+        units = torch.nonzero(channels & (index.slot == slot)).flatten()
+        kept = int((~removed[units]).sum())
+        target = (kept // multiple if down else int(kept / multiple + 0.5)) * multiple
+        if target > len(units):  # a path that is not a multiple wide cannot grow to the next one
+            target -= multiple
+        if target < kept:
+            alive = units[~removed[units]]
+            removed[alive[score[alive].argsort(stable=True)[: kept - target]]] = True
+        elif target > kept:
+            gone = units[removed[units]]
+            removed[gone[score[gone].argsort(descending=True, stable=True)[: target - kept]]] = False
+    return removed
+
+
 def select_units(
     index: UnitIndex,
     threshold: float,
@@ -160,6 +185,7 @@ def select_units(
     final: bool = False,
     min_shrink: float = 0.0,
     budget: Optional[float] = None,
+    multiple: int = 1,
 ) -> Selection:
     """Decide which units to remove now.
 
@@ -173,6 +199,8 @@ def select_units(
         min_shrink: paper mode removes dead units only once their cost adds up to this (or when ``final``).
         budget: the ceiling a ``final`` selection enforces (default: the controller's last budget; a family's
             member is cut to its own).
+        multiple: every kernel path keeps a multiple of this many channels (:func:`round_paths`; rounded down in
+            a ``final`` selection, so that the budget's ceiling holds).
     """
     n = len(index)
     none = torch.zeros(n, dtype=torch.bool)
@@ -195,6 +223,7 @@ def select_units(
         score = gate
 
     if controller is None:
+        dead = round_paths(index, dead, score, multiple, down=final)
         after = index.cost_without(dead)
         if dead.any() and (final or before - after >= min_shrink):
             return Selection(dead, False, before, after)
@@ -227,4 +256,7 @@ def select_units(
         removed = removing(alive_idx, k2, removed)
         cost = index.cost_without(removed)
         forced = k2 > 0
+    if multiple > 1:
+        removed = round_paths(index, removed, score, multiple, down=final)
+        cost = index.cost_without(removed)
     return Selection(removed, forced, before, cost)
