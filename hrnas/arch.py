@@ -349,6 +349,10 @@ class Arch:
         bn_eps: BatchNorm epsilon.
         init: weight initialisation, ``'mnas'`` (classification and segmentation) or ``'heatmap'`` (N(0, 0.001)
             convs, as the original keypoint model).
+        zero_init_last: every block's last BatchNorm (after its summed projections) starts at gamma 0, so that
+            each block starts as its shortcut, as timm's ResNets start (``zero_init_last``); trained from scratch,
+            the networks measured learn faster with it (``benchmarks/results/from_scratch.md``). The original code
+            has it off.
         name: optional label, shown by :meth:`table` and :func:`hrnas.summary`.
     """
 
@@ -360,6 +364,7 @@ class Arch:
     bn_momentum: float = 0.01
     bn_eps: float = 1e-3
     init: str = "mnas"
+    zero_init_last: bool = False
     name: str = ""
 
     def __post_init__(self) -> None:
@@ -484,6 +489,8 @@ class Arch:
             raise _fail("act", f"must be one of {ACTIVATIONS}, got {self.act!r}")
         if self.init not in INITS:
             raise _fail("init", f"must be one of {INITS}, got {self.init!r}")
+        if not isinstance(self.zero_init_last, bool):
+            raise _fail("zero_init_last", f"must be true or false, got {self.zero_init_last!r}")
         if not isinstance(self.bn_momentum, (int, float)) or not 0 < self.bn_momentum <= 1:
             raise _fail("bn.momentum", f"must be in (0, 1], got {self.bn_momentum!r}")
         if not isinstance(self.bn_eps, (int, float)) or not self.bn_eps > 0:
@@ -510,6 +517,8 @@ class Arch:
             act=self.act,
             bn={"momentum": self.bn_momentum, "eps": self.bn_eps},
             init=self.init,
+            # written only when on, so that every architecture saved before it existed keeps its digest
+            **({"zero_init_last": True} if self.zero_init_last else {}),
             stem=list(self.stem),
             stages=[s.to_dict() for s in self.stages],
             head=self.head.to_dict(),
@@ -540,6 +549,7 @@ class Arch:
             bn_momentum=_get_float(bn, "momentum", "bn", default=0.01),
             bn_eps=_get_float(bn, "eps", "bn", default=1e-3),
             init=_get_str(d, "init", "", default="mnas"),
+            zero_init_last=d.get("zero_init_last", False),
             name=_get_str(d, "name", "", default=""),
         )
 

@@ -20,7 +20,16 @@ from timm.models._manipulate import checkpoint
 from torch import nn
 
 from .arch import Arch, ClsHeadSpec, DenseHeadSpec
-from .layers import ClsNeck, ConvBnAct, DenseHead, DenseNeck, HRStage, LightweightTransformer, PrunedNeck
+from .layers import (
+    ClsNeck,
+    ConvBnAct,
+    DenseHead,
+    DenseNeck,
+    HRStage,
+    LightweightTransformer,
+    MixedKernelBlock,
+    PrunedNeck,
+)
 
 __all__ = ["HRNASNet", "check_input"]
 
@@ -160,6 +169,10 @@ class HRNASNet(nn.Module):
                 nn.init.uniform_(m.weight, -bound, bound)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+        if self.arch.zero_init_last:
+            for m in self.modules():
+                if isinstance(m, MixedKernelBlock) and m.bn3 is not None:
+                    nn.init.zeros_(m.bn3.weight)
 
     # -- timm protocol: introspection ---------------------------------------------------------------------
 

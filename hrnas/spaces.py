@@ -34,6 +34,8 @@ class SearchSpace:
         stem: channels of the two stride-2 stem convs.
         kernels: depthwise kernel sizes of every block.
         expand_ratio: hidden channels per kernel path = ``round(in_chs * expand_ratio)``.
+        head_expand_ratio: the same for the dense head's block (default ``expand_ratio``); that block takes every
+            branch at stride 4, so a smaller ratio keeps the supernet cheap to train.
         num_classes: default number of classes (or keypoints).
         last_channel: output width of the dense head's block (dense tasks).
         head_chs: widths of the classification head's increase blocks (cls task).
@@ -42,7 +44,7 @@ class SearchSpace:
         max_tokens: tokens of each transformer in the supernet.
         transformers: where transformers go: ``'identity'`` (every block with an identity residual, the
             default), ``'all'`` (every block) or ``'none'``.
-        act, bn_momentum, bn_eps, init: as in :class:`hrnas.Arch`.
+        act, bn_momentum, bn_eps, init, zero_init_last: as in :class:`hrnas.Arch`.
         input_size: the reference resolution (height, width) the space's costs are usually quoted at.
     """
 
@@ -54,6 +56,7 @@ class SearchSpace:
     stem: tuple[int, int] = (24, 24)
     kernels: tuple[int, ...] = (3, 5, 7)
     expand_ratio: float = 4.0
+    head_expand_ratio: float | None = None
     num_classes: int = 1000
     last_channel: int = 90
     head_chs: tuple[int, ...] = (36, 72, 144, 320)
@@ -65,14 +68,17 @@ class SearchSpace:
     bn_momentum: float = 0.01
     bn_eps: float = 1e-3
     init: str = "mnas"
+    zero_init_last: bool = False
     input_size: tuple[int, int] = (224, 224)
 
     def replace(self, **changes) -> SearchSpace:
         """Return a copy with some fields changed (for example a different ``num_classes``)."""
         return dataclasses.replace(self, **changes)
 
-    def _block(self, in_chs: int, out_chs: int, stride: int, placement: str, tokens: int) -> BlockSpec:
-        hidden = int(round(in_chs * self.expand_ratio))
+    def _block(
+        self, in_chs: int, out_chs: int, stride: int, placement: str, tokens: int, expand: float | None = None
+    ) -> BlockSpec:
+        hidden = int(round(in_chs * (self.expand_ratio if expand is None else expand)))
         has_identity = stride == 1 and in_chs == out_chs
         with_tokens = placement == "all" or (placement == "identity" and has_identity)
         return BlockSpec(
@@ -139,7 +145,7 @@ class SearchSpace:
             )
             head = ClsHeadSpec(incre, down, self.final_chs, n_cls, self.dropout)
         else:
-            block = self._block(sum(in_widths), self.last_channel, 1, placement, n_tok)
+            block = self._block(sum(in_widths), self.last_channel, 1, placement, n_tok, self.head_expand_ratio)
             head = DenseHeadSpec(block, n_cls)
         return Arch(
             task=self.task,
@@ -150,6 +156,7 @@ class SearchSpace:
             bn_momentum=self.bn_momentum,
             bn_eps=self.bn_eps,
             init=self.init,
+            zero_init_last=self.zero_init_last,
             name=f"supernet_{self.name}",
         )
 
@@ -161,6 +168,23 @@ _PAPER_WIDTHS = ((24,), (18, 36), (18, 36, 72), (18, 36, 72, 144), (18, 36, 72, 
 # A small body with the same topology (4 branches, strides 4..32) for CPU demos and tests.
 _TINY_STAGES = ((1,), (1, 1), (1, 1, 1), (1, 1, 1, 1))
 _TINY_WIDTHS = ((16,), (12, 24), (12, 24, 48), (12, 24, 48, 96))
+
+
+# For latency-targeted search on CPUs (the cpu zoo line): the paper's topology at small widths with two blocks per
+# branch and stage (the search removes whole blocks where their fixed time is worth more than their channels, so
+# depth is searched too), channel counts that are multiples of 16, no transformers (at the small resolutions these
+# spaces are for, a transformer's fixed time outweighs a block's: benchmarks/results/cpu_shapes.md), a dense head
+# whose block keeps no hidden channels (the head is then the branches' concatenation projected to the classes, so
+# the latency a search meets is, within a few per cent, the backbone's, which is what a user of features_only
+# runs), and the BatchNorm settings the from-scratch study chose (benchmarks/results/from_scratch.md).
+_CPU_STAGES = ((1,), (2, 2), (2, 2, 2), (2, 2, 2, 2))
+_CPU_WIDTHS = ((16,), (16, 32), (16, 32, 64), (16, 32, 64, 128))
+
+
+def _cpu(name: str, task: str, description: str, **kwargs) -> SearchSpace:
+    kwargs = {"stem": (16, 16), "head_expand_ratio": 0.0, "transformers": "none", "bn_momentum": 0.1,
+              "bn_eps": 1e-5, "zero_init_last": True, "input_size": (128, 128), **kwargs}  # fmt: skip
+    return SearchSpace(name, task, description, stages=_CPU_STAGES, widths=_CPU_WIDTHS, **kwargs)
 
 
 def _paper(name: str, task: str, description: str, **kwargs) -> SearchSpace:
@@ -196,6 +220,14 @@ _ALL = (
     _tiny(
         "pose_tiny", "pose", "small keypoint space for CPU demos and tests (17 heatmaps, 64x48)",
         num_classes=17, last_channel=32, bn_momentum=0.1, bn_eps=1e-5, init="heatmap", input_size=(64, 48),
+    ),
+    _cpu(
+        "seg_cpu", "seg", "CPU-latency segmentation space (widths 16-128, 2 blocks per branch; 11 classes, 128x128)",
+        num_classes=11, last_channel=32,
+    ),
+    _cpu(
+        "pose_cpu", "pose", "CPU-latency keypoint space (widths 16-128, 2 blocks per branch; 17 heatmaps, 128x128)",
+        num_classes=17, last_channel=32, init="heatmap",
     ),
     _tiny(
         "cls_tiny", "cls", "small classification space for CPU demos (Fashion-MNIST: 10 classes, 32x32)",
