@@ -137,6 +137,16 @@ CATALOG: tuple[ModelEntry, ...] = (
                17, (256, 192), "pose", (), _ships("hrnas_pose_a")),
     ModelEntry("hrnas_pose_b", "HR-NAS searched to 319 MMACs at 256x192 (17 keypoints)", _searched("hrnas_pose_b"),
                17, (256, 192), "pose", (), _ships("hrnas_pose_b")),
+    # The cpu line (ZOO_RECIPES: latency budgets, searched to the latency of the timm backbone a user would pick
+    # instead, measured on the machine of the search at 128x128; the records say which machine).
+    ModelEntry("hrnas_seg_cpu_s", "searched to mobilenetv4_conv_small's CPU latency (features, 128x128)",
+               _searched("hrnas_seg_cpu_s"), 11, (128, 128), "seg", (_TEXTURED_SCENES,), _ships("hrnas_seg_cpu_s")),
+    ModelEntry("hrnas_seg_cpu_m", "searched to hrnet_w18_small's CPU latency (features, 128x128)",
+               _searched("hrnas_seg_cpu_m"), 11, (128, 128), "seg", (_TEXTURED_SCENES,), _ships("hrnas_seg_cpu_m")),
+    ModelEntry("hrnas_pose_cpu_s", "searched to mobilenetv4_conv_small's CPU latency (features, 128x128; 17 "
+               "heatmaps)", _searched("hrnas_pose_cpu_s"), 17, (128, 128), "pose", (), _ships("hrnas_pose_cpu_s")),
+    ModelEntry("hrnas_pose_cpu_m", "searched to hrnet_w18_small's CPU latency (features, 128x128; 17 heatmaps)",
+               _searched("hrnas_pose_cpu_m"), 17, (128, 128), "pose", (), _ships("hrnas_pose_cpu_m")),
     ModelEntry("hrnas_custom", "any hrnas.Arch, passed as arch= (without it: the cls_tiny supernet)", _custom_default,
                10, (32, 32), "cls"),
 )  # fmt: skip

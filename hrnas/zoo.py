@@ -230,6 +230,34 @@ def hrnas_pose_b(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     return _searched("hrnas_pose_b", pretrained, kwargs)
 
 
+@_register_if_shipped
+def hrnas_seg_cpu_s(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
+    """HR-NAS segmentation network searched to the CPU latency of timm's ``mobilenetv4_conv_small`` (features,
+    128x128, batch 1, in the deploy form; the zoo record names the machine). Weights: ``.textured_scenes``."""
+    return _searched("hrnas_seg_cpu_s", pretrained, kwargs)
+
+
+@_register_if_shipped
+def hrnas_seg_cpu_m(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
+    """HR-NAS segmentation network searched to the CPU latency of timm's ``hrnet_w18_small`` (features, 128x128,
+    batch 1, in the deploy form; the zoo record names the machine). Weights: ``.textured_scenes``."""
+    return _searched("hrnas_seg_cpu_m", pretrained, kwargs)
+
+
+@_register_if_shipped
+def hrnas_pose_cpu_s(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
+    """HR-NAS keypoint network (17 heatmaps) searched to the CPU latency of timm's ``mobilenetv4_conv_small``
+    (features, 128x128, batch 1, deploy form). No weights."""
+    return _searched("hrnas_pose_cpu_s", pretrained, kwargs)
+
+
+@_register_if_shipped
+def hrnas_pose_cpu_m(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
+    """HR-NAS keypoint network (17 heatmaps) searched to the CPU latency of timm's ``hrnet_w18_small`` (features,
+    128x128, batch 1, deploy form). No weights."""
+    return _searched("hrnas_pose_cpu_m", pretrained, kwargs)
+
+
 @register_model
 def hrnas_custom(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """Any HR-NAS architecture: ``create_model('hrnas_custom', arch=...)`` with an :class:`hrnas.Arch`, its dict

@@ -53,6 +53,8 @@ class ZooRecipe:
         space: search-space preset the architecture comes from (``None``: not searched, ``arch_source`` is used).
         num_classes, input_size: the named configuration; the budget is counted there.
         budget: MACs ceiling at the named configuration.
+        latency_of: a timm model instead of ``budget``: the ceiling is the latency of its ``features_only`` form at
+            the named input size, batch 1, measured on the machine the recipe runs on when it runs (the cpu line).
         data: the proxy data searched (and trained) on.
         search: :class:`hrnas.SearchConfig` settings of the run.
         tag: weights tag (``None``: the architecture ships without weights; ``why_no_weights`` says why).
@@ -75,6 +77,7 @@ class ZooRecipe:
     # image, take about 4x the step time of the convs, while at the named resolution they would be a few percent
     # of the cost; their token counts learned on such small images would say little.
     transformers: bool = False
+    latency_of: Optional[str] = None
 
     @property
     def proxy_task(self) -> str:
@@ -127,6 +130,13 @@ _POSE_RUN_V2 = dict(_DENSE_RUN_V2, optimizer="adamw", lr=2e-3, rho_limit=0.1)
 # reached by importance-ranked cuts over the run.
 _SEG_B_RUN_V2 = dict(_DENSE_RUN_V2, rho_limit=0.1)
 _CLS_RUN_V2 = dict(steps=1500, batch_size=32, lr=0.05, eval_every=150, calib_batches=10)
+# the cpu line: latency budgets measured in the deploy form, and the network timed as it nears the budget so that the
+# measured latency lands in the band; kept widths a multiple of 4 (benchmarks/results/cpu_shapes.md)
+_CPU = dict(latency_feedback=True, channel_multiple=4)
+_CPU_NO_WEIGHTS = (
+    "no real keypoint data worth training on exists on the machines these models were made on; the architecture was "
+    "searched on a synthetic keypoint proxy and ships without weights"
+)
 _POSE_NO_WEIGHTS_V2 = (
     "no real keypoint data worth training on exists on the machines these models were made on (the only real "
     "landmark set has 4 images); the architecture was searched on a synthetic keypoint proxy and ships without weights"
@@ -166,6 +176,26 @@ ZOO_RECIPES: dict[str, ZooRecipe] = {
             # 450 steps: this network's SE blocks make its steps about 10x slower than the searched ones' here
             dict(_CLS_RUN, steps=450, rho=0.0, threshold=0.0), tag="fmnist",
             about="the HR-NAS authors' released ImageNet architecture (retrain form)",
+        ),
+        ZooRecipe(
+            "hrnas_seg_cpu_s", "seg", "seg_cpu", 11, (128, 128), None, _TEXTURED_SCENES, dict(_DENSE_RUN_V2, **_CPU),
+            tag="textured_scenes", latency_of="mobilenetv4_conv_small",
+            about="timm's mobilenetv4_conv_small (features) latency at 128x128 on a CPU",
+        ),
+        ZooRecipe(
+            "hrnas_seg_cpu_m", "seg", "seg_cpu", 11, (128, 128), None, _TEXTURED_SCENES, dict(_DENSE_RUN_V2, **_CPU),
+            tag="textured_scenes", latency_of="hrnet_w18_small",
+            about="timm's hrnet_w18_small (features) latency at 128x128 on a CPU",
+        ),
+        ZooRecipe(
+            "hrnas_pose_cpu_s", "pose", "pose_cpu", 17, (128, 128), None, _TEXTURED_KEYPOINTS,
+            dict(_POSE_RUN_V2, **_CPU), why_no_weights=_CPU_NO_WEIGHTS, latency_of="mobilenetv4_conv_small",
+            about="timm's mobilenetv4_conv_small (features) latency at 128x128 on a CPU",
+        ),
+        ZooRecipe(
+            "hrnas_pose_cpu_m", "pose", "pose_cpu", 17, (128, 128), None, _TEXTURED_KEYPOINTS,
+            dict(_POSE_RUN_V2, **_CPU), why_no_weights=_CPU_NO_WEIGHTS, latency_of="hrnet_w18_small",
+            about="timm's hrnet_w18_small (features) latency at 128x128 on a CPU",
         ),
     )
 }  # fmt: skip
@@ -241,6 +271,7 @@ def run_recipe(
     quick: bool = False,
     progress: bool = False,
     resume: bool = False,
+    latency_ms: Optional[float] = None,
 ):
     """A recipe's run: its search, or (``arch`` given) the same training of a fixed architecture from scratch.
 
@@ -248,6 +279,7 @@ def run_recipe(
     recipe's) sets the initialisation, the data order and the per-step randomness. A fixed ``arch`` (in any
     configuration: its head is resized to the proxy's classes) is trained by the same loop with nothing penalised
     or removed. ``resume``: continue the run from the checkpoint in ``output_dir`` (a run longer than one sitting).
+    ``latency_ms``: the latency budget of a ``latency_of`` recipe (default: measured now, :func:`latency_target`).
     Returns ``(result, data spec)``.
     """
 
@@ -264,6 +296,8 @@ def run_recipe(
     torch.manual_seed(seed)  # the network's initial weights are part of the run
     if arch is None:
         net, budget = _supernet(recipe, data.num_classes), recipe.budget
+        if recipe.latency_of and not quick:
+            settings["latency_ms"] = latency_ms or latency_target(recipe)["target_ms"]
     else:
         fixed = arch.replace(task=recipe.proxy_task).with_num_classes(data.num_classes)
         net, budget = HRNASNet(fixed), None
@@ -286,6 +320,42 @@ def run_recipe(
     return result, data
 
 
+def latency_target(recipe: ZooRecipe) -> dict[str, Any]:
+    """The latency budget of a ``latency_of`` recipe, measured now on this machine: ``{'model', 'target_ms',
+    'input_size', 'threads', 'machine'}`` (the median of rounds of timed forwards of the timm model's
+    ``features_only`` form, batch 1, eval mode, ``channels_last``)."""
+    import timm
+
+    from .._measure import cpu_name
+    from ..latency import measure_latencies
+
+    model = timm.create_model(recipe.latency_of, features_only=True, out_indices=(1, 2, 3, 4))
+    (ms,) = measure_latencies([model], recipe.input_size, 1, rounds=7, reps=10)
+    return {
+        "model": recipe.latency_of,
+        "target_ms": round(ms, 4),
+        "input_size": list(recipe.input_size),
+        "threads": torch.get_num_threads(),
+        "machine": f"{cpu_name()}, torch {torch.__version__}",
+    }
+
+
+def measured_against(recipe: ZooRecipe, arch: Arch) -> dict[str, Any]:
+    """The searched network's deploy-form ``features_only`` latency and the recipe's timm model's, timed side by
+    side now (what the card records)."""
+    import timm
+
+    from ..deploy import deploy
+    from ..latency import measure_latencies
+    from ..zoo import create_model
+
+    size = recipe.input_size
+    ours = create_model("hrnas_custom", arch=arch, features_only=True, out_indices=(1, 2, 3, 4))
+    theirs = timm.create_model(recipe.latency_of, features_only=True, out_indices=(1, 2, 3, 4))
+    mine, timm_ms = measure_latencies([deploy(ours, input_size=size), theirs], size, 1, rounds=9, reps=10)
+    return {"deploy_ms": round(mine, 4), "timm_ms": round(timm_ms, 4), "ratio": round(mine / timm_ms, 4)}
+
+
 def build_zoo_entry(
     name: str, output_dir: str | os.PathLike, *, quick: bool = False, progress: bool = True, resume: bool = False
 ) -> dict[str, Any]:
@@ -299,7 +369,17 @@ def build_zoo_entry(
         raise ValueError(f"no zoo recipe named {name!r}; recipes: {', '.join(ZOO_RECIPES)}")
     recipe = ZOO_RECIPES[name]
     out = Path(output_dir)
-    result, data = run_recipe(recipe, output_dir=out / "search" / name, quick=quick, progress=progress, resume=resume)
+    latency = None
+    if recipe.latency_of and not quick:
+        # a resumed build keeps the budget its first sitting measured
+        earlier = out / "search" / name / "latency_target.json"
+        latency = json.loads(earlier.read_text()) if resume and earlier.is_file() else latency_target(recipe)
+        earlier.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(earlier, json.dumps(latency, indent=1) + "\n")
+    result, data = run_recipe(
+        recipe, output_dir=out / "search" / name, quick=quick, progress=progress, resume=resume,
+        latency_ms=latency["target_ms"] if latency else None,
+    )  # fmt: skip
     settings = dict(recipe.search, **({"steps": 6, "epochs": 1.0} if quick else {}))
     budget = recipe.budget
     named = _named(result.arch, recipe)
@@ -315,6 +395,7 @@ def build_zoo_entry(
                 "input_size": list(recipe.input_size),
             },
             "budget": budget,
+            "latency": None if latency is None else {**latency, **measured_against(recipe, named)},
             "macs": macs,
             "params": params,
             "about": recipe.about,
