@@ -1,0 +1,441 @@
+"""hrnas backbones against the timm backbones a user would pick instead: accuracy on real held-out tasks against
+CPU latency, side by side.
+
+Every backbone is trained from scratch as a ``features_only`` network (strides 4-32) under the one shared light
+head of ``_heldout.py``, with the same data, steps, optimiser and schedule, on two tasks with real labels that no
+search ever saw: ``nuclei`` (segmentation, mIoU) and ``faces`` (68 landmarks, normalised mean error, lower is
+better). Backbones:
+
+- timm: ``hrnet_w18_small``, ``mobilenetv4_conv_small``, ``mobilenetv4_conv_medium``, ``efficientvit_b0``;
+- the hrnas zoo: the paper-faithful MAC-budget line (``hrnas_seg_a/_b`` on nuclei, ``hrnas_pose_a/_b`` on faces) and
+  the cpu line searched to timm's latencies (``hrnas_seg_cpu_s/_m`` on nuclei, ``hrnas_pose_cpu_s/_m`` on faces);
+  every hrnas backbone is trained with the from-scratch settings the study chose (BatchNorm momentum 0.1, eps
+  1e-5, each block's last BatchNorm starting at 0: ``benchmarks/results/from_scratch.md``);
+- uniform width: the cpu space with one keep fraction for every kernel path (widths a multiple of 4), fitted by
+  measured deploy latency to each timm model's latency (``uniform_s``: mobilenetv4_conv_small's, ``uniform_m``:
+  hrnet_w18_small's);
+- ``nuclei_search`` (nuclei only): ``hrnas.search`` run directly on the nuclei training crops at the latency of
+  ``hrnet_w18_small`` (once, seed 0), then its inherited weights fine-tuned under the shared head (the path a user
+  with their own data takes); its seeds vary the fine-tuning.
+
+Phases (each resumable; run the timing phases on an otherwise idle machine):
+
+    python benchmarks/vs_timm.py --prepare      # timm latencies, uniform widths fitted to them, the nuclei search
+    python benchmarks/vs_timm.py --rows         # every (backbone, task, seed) row not done yet (one thread each)
+    python benchmarks/vs_timm.py --latency      # every backbone timed side by side, batch 1, 128x128
+    python benchmarks/vs_timm.py --report       # md, csv, png from what there is
+
+``--rows`` takes ``--backbones``, ``--tasks`` and ``--seeds`` to split the rows between two processes (one thread
+each on 2 cores). Latency: hrnas backbones in the deploy form (``hrnas.deploy``), timm backbones as timm builds them
+(eval, ``channels_last``), both ``torch.no_grad`` at the process's threads, medians of interleaved rounds; a second
+pair of columns times both frozen by TorchScript (``torch.jit.freeze``), which speeds every model up, so that the
+comparison does not rest on one side's optimisation alone.
+
+Writes ``benchmarks/results/vs_timm.md``, ``.csv`` and ``.png``; rows and set-up under ``benchmarks/results/vs_timm/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from _common import RESULTS, machine, markdown_table, write_csv, write_markdown
+from _heldout import TASKS, train_heldout
+
+import hrnas
+from hrnas._files import write_atomic
+
+OUT = RESULTS / "vs_timm"
+ROWS = OUT / "rows"
+SETUP = OUT / "setup.json"
+LATENCY = OUT / "latency.json"
+SIZE = (128, 128)
+SEEDS = (0, 1, 2)
+TIMM = ("hrnet_w18_small", "mobilenetv4_conv_small", "mobilenetv4_conv_medium", "efficientvit_b0")
+TARGETS = {"s": "mobilenetv4_conv_small", "m": "hrnet_w18_small"}
+ZOO = {
+    "nuclei": ("hrnas_seg_a", "hrnas_seg_b", "hrnas_seg_cpu_s", "hrnas_seg_cpu_m"),
+    "faces": ("hrnas_pose_a", "hrnas_pose_b", "hrnas_pose_cpu_s", "hrnas_pose_cpu_m"),
+}
+NUCLEI_SEARCH = dict(steps=600, batch_size=8, lr=0.05, eval_every=100, calib_batches=10, train_items=3200)
+
+
+def backbones(task: str) -> list[str]:
+    """The backbones compared on ``task``, in the report's order."""
+    extra = ["nuclei_search"] if task == "nuclei" else []
+    return list(TIMM) + list(ZOO[task]) + ["uniform_s", "uniform_m"] + extra
+
+
+def _setup() -> dict:
+    return json.loads(SETUP.read_text()) if SETUP.is_file() else {}
+
+
+def _save_setup(setup: dict) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    write_atomic(SETUP, json.dumps(setup, indent=1) + "\n")
+
+
+def _from_scratch_settings(arch: hrnas.Arch) -> hrnas.Arch:
+    """The from-scratch settings every hrnas backbone here is trained with (the module docstring)."""
+    return arch.replace(bn_momentum=0.1, bn_eps=1e-5, zero_init_last=True)
+
+
+def _cpu_supernet(task: str) -> hrnas.Arch:
+    space = "seg_cpu" if task == "nuclei" else "pose_cpu"
+    return hrnas.get_space(space).supernet(transformers=False)
+
+
+def _uniform(supernet: hrnas.Arch, keep: float, multiple: int = 4) -> hrnas.Arch:
+    blocks = [
+        b.replace(channels=tuple(multiple * int(round(c * keep / multiple)) for c in b.channels))
+        for b in supernet.blocks()
+    ]
+    return supernet.with_blocks(blocks)
+
+
+def arch_of(backbone: str, task: str) -> hrnas.Arch | None:
+    """The architecture an hrnas backbone trains (``None`` for timm backbones)."""
+    if backbone in TIMM:
+        return None
+    if backbone.startswith("uniform_"):
+        keep = _setup()["uniform"][f"{task}_{backbone[-1]}"]["keep"]
+        return _from_scratch_settings(_uniform(_cpu_supernet(task), keep))
+    if backbone == "nuclei_search":
+        return hrnas.Arch.from_dict(_setup()["nuclei_search"]["arch"])
+    return _from_scratch_settings(hrnas.create_model(backbone).arch)
+
+
+# -- set-up: latency targets, uniform width, the search on the user's data ------------------------------------
+
+
+def _features(backbone: str, task: str) -> torch.nn.Module:
+    from _heldout import build_backbone
+
+    arch = arch_of(backbone, task)
+    return build_backbone(backbone if arch is None else arch)
+
+
+def fit_uniform(task: str, target: str, log=print) -> dict:
+    """The keep fraction whose uniform-width network runs (deploy form) at 0.95-1.0x ``target``'s latency, found by
+    bisection on latencies measured side by side with ``target`` (so the machine's drift cancels)."""
+    from hrnas.latency import measure_latencies
+
+    supernet = _cpu_supernet(task)
+    timm_model = _features(target, task)
+    lo, hi, best = 0.0, 1.0, None
+    for _ in range(10):
+        keep = (lo + hi) / 2
+        net = hrnas.create_model("hrnas_custom", arch=_uniform(supernet, keep), features_only=True)
+        ours, theirs = measure_latencies([hrnas.deploy(net, input_size=SIZE), timm_model], SIZE, 1, 5, 10)
+        ratio = ours / theirs
+        log(f"  uniform {task} keep {keep:.4f}: {ours:.2f} ms vs {target} {theirs:.2f} ms ({ratio:.3f})")
+        if ratio <= 1.0 and (best is None or ratio > best["ratio"]):
+            best = {"keep": keep, "ratio": round(ratio, 4), "ms": round(ours, 4), "target_ms": round(theirs, 4)}
+        if 0.95 <= ratio <= 1.0:
+            break
+        lo, hi = (keep, hi) if ratio < 0.95 else (lo, keep)
+    if best is None:
+        raise RuntimeError(f"no uniform width of the cpu space runs within {target}'s latency here")
+    return best
+
+
+def nuclei_search(target_ms: float, log=print) -> dict:
+    """``hrnas.search`` on the nuclei training crops at ``target_ms`` (seed 0): the arch and the weights file."""
+    from hrnas.data import NucleiSegmentation
+
+    cfg = NUCLEI_SEARCH
+    train = NucleiSegmentation("train", cfg["train_items"], size=SIZE[0], classes=3, seed=0)
+    val = NucleiSegmentation("val", size=SIZE[0], classes=3)
+    supernet = hrnas.create_supernet("seg", num_classes=3, space="seg_cpu", transformers=False)
+    run_dir = Path("runs") / "vs_timm" / "nuclei_search"
+    resume = (run_dir / "checkpoint.pt").is_file()
+    result = hrnas.search(
+        supernet, train, val, latency_ms=target_ms, input_size=SIZE, latency_feedback=True, channel_multiple=4,
+        seed=0, output_dir=str(run_dir), resume=str(run_dir) if resume else None, progress=False,
+        **{k: v for k, v in cfg.items() if k != "train_items"},
+    )  # fmt: skip
+    weights = OUT / "nuclei_search.safetensors"
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in result.model.state_dict().items()}, str(weights))
+    log(f"  nuclei search: {result.summary().splitlines()[-3:]}")
+    return {
+        "arch": result.arch.to_dict(),
+        "target_ms": target_ms,
+        "measured_ms": result.measured_latency_ms,
+        "search_metric": result.metric,
+        "weights": weights.name,
+        "settings": cfg,
+    }
+
+
+def prepare(log=print) -> None:
+    """Latency targets, uniform widths and the nuclei search, each once (kept in ``setup.json``)."""
+    from hrnas.latency import measure_latencies
+
+    setup = _setup()
+    if "targets" not in setup:
+        models = [_features(name, "nuclei") for name in TARGETS.values()]
+        times = measure_latencies(models, SIZE, 1, rounds=7, reps=10)
+        setup["targets"] = {k: round(t, 4) for k, t in zip(TARGETS, times)}
+        setup["machine"] = machine(threads=True)
+        _save_setup(setup)
+        log(f"targets: {setup['targets']}")
+    for task in ("nuclei", "faces"):
+        for key, target in TARGETS.items():
+            name = f"{task}_{key}"
+            if name not in setup.setdefault("uniform", {}):
+                setup["uniform"][name] = fit_uniform(task, target, log)
+                _save_setup(setup)
+    if "nuclei_search" not in setup:
+        setup["nuclei_search"] = nuclei_search(setup["targets"]["m"], log)
+        _save_setup(setup)
+
+
+# -- rows ---------------------------------------------------------------------------------------------------
+
+
+def _row_path(backbone: str, task: str, seed: int) -> Path:
+    return ROWS / f"{task}__{backbone}__s{seed}.json"
+
+
+def _load_weights(body: torch.nn.Module) -> None:
+    """The nuclei search's inherited weights into its features_only backbone (the head is not used)."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(OUT / _setup()["nuclei_search"]["weights"]))
+    missing = body.load_state_dict(state, strict=False).missing_keys
+    if missing:
+        raise RuntimeError(f"the nuclei search's weights miss {len(missing)} backbone tensors, e.g. {missing[:3]}")
+
+
+def run_row(backbone: str, task: str, seed: int, quick: bool = False) -> dict:
+    spec = TASKS[task].quick() if quick else TASKS[task]
+    arch = arch_of(backbone, task)
+    modify = _load_weights if backbone == "nuclei_search" else None
+    row = train_heldout(backbone if arch is None else arch, spec, seed, modify=modify)
+    return {"backbone": backbone, **row}
+
+
+def rows(backbones_: list[str] | None, tasks: list[str], seeds: list[int], quick: bool, log=print) -> None:
+    for task in tasks:
+        for backbone in backbones_ or backbones(task):
+            if backbone not in backbones(task):
+                continue
+            for seed in seeds:
+                path = _row_path(backbone, task, seed)
+                if path.is_file() and not quick:
+                    continue
+                log(f"== {task} {backbone} seed {seed}")
+                row = run_row(backbone, task, seed, quick)
+                log(f"   {row['metric_name']} {row['metric']:.4f} ({row['train_s']:.0f} s)")
+                if not quick:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    write_atomic(path, json.dumps(row) + "\n")
+
+
+# -- latency ------------------------------------------------------------------------------------------------
+
+
+def latency(log=print) -> None:
+    """Every backbone of both tasks timed side by side (batch 1, 128x128): eager/deploy and TorchScript-frozen."""
+    from hrnas.latency import measure_latencies
+
+    names = list(dict.fromkeys((b, t) for t in ("nuclei", "faces") for b in backbones(t)))
+    labels, models = [], []
+    for backbone, task in names:
+        if backbone in TIMM and any(lbl[0] == backbone for lbl in labels):
+            continue  # one timing per timm model
+        body = _features(backbone, task)
+        if backbone not in TIMM:
+            body = hrnas.deploy(body, input_size=SIZE)
+        labels.append((backbone, task))
+        models.append(body)
+    times = measure_latencies(models, SIZE, 1, rounds=9, reps=10)
+    frozen = measure_latencies([_frozen(m) for m in models], SIZE, 1, rounds=9, reps=10)
+    out = {
+        "machine": machine(threads=True),
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "rows": [
+            {"backbone": b, "task": t if b not in TIMM else None, "ms": round(ms, 4), "frozen_ms": round(fz, 4)}
+            for (b, t), ms, fz in zip(labels, times, frozen)
+        ],
+    }
+    write_atomic(LATENCY, json.dumps(out, indent=1) + "\n")
+    for r in out["rows"]:
+        log(f"  {r['backbone']:28s} {r['ms']:8.2f} ms   frozen {r['frozen_ms']:8.2f} ms")
+
+
+class _Frozen(torch.nn.Module):
+    """A TorchScript-frozen module with the attributes measure_latencies reads."""
+
+    def __init__(self, module: torch.nn.Module, memory_format) -> None:
+        super().__init__()
+        self.module, self.memory_format = module, memory_format
+
+    def forward(self, x):
+        return self.module(x)
+
+
+def _frozen(model: torch.nn.Module) -> torch.nn.Module:
+    fmt = getattr(model, "memory_format", torch.channels_last)
+    model = model.eval().to(memory_format=fmt)
+    x = torch.randn(1, 3, *SIZE).contiguous(memory_format=fmt)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, x, strict=False)
+    return _Frozen(torch.jit.freeze(traced), fmt)
+
+
+# -- report -------------------------------------------------------------------------------------------------
+
+
+def _summary(task: str, all_rows: list[dict], lat: dict) -> list[dict]:
+    ms = {r["backbone"]: r for r in lat.get("rows", []) if r["task"] in (None, task)}
+    out = []
+    for backbone in backbones(task):
+        mine = [r for r in all_rows if r["task"] == task and r["backbone"] == backbone]
+        if not mine:
+            continue
+        values = [r["metric"] for r in mine]
+        out.append({
+            "task": task, "backbone": backbone, "seeds": sorted(r["seed"] for r in mine),
+            "mean": statistics.fmean(values), "sd": statistics.pstdev(values) if len(values) > 1 else 0.0,
+            "values": values, "params": mine[0]["params"], "ms": ms.get(backbone, {}).get("ms"),
+            "frozen_ms": ms.get(backbone, {}).get("frozen_ms"), "train_s": sum(r["train_s"] for r in mine),
+        })  # fmt: skip
+    return out
+
+
+def _checks(summary: list[dict], task: str) -> list[str]:
+    """The issue's criteria: for each timm target, the best hrnas backbone at or below its latency against it."""
+    higher = TASKS[task].higher_is_better
+    by = {s["backbone"]: s for s in summary}
+    lines = []
+    for target in TARGETS.values():
+        ref = by.get(target)
+        if ref is None or ref["ms"] is None:
+            continue
+        ours = [s for s in summary if s["backbone"] not in TIMM and s["ms"] is not None and s["ms"] <= ref["ms"]]
+        if not ours:
+            lines.append(f"- {task}: no hrnas backbone measured at or below {target}'s {ref['ms']:.2f} ms")
+            continue
+        best = max(ours, key=lambda s: s["mean"] if higher else -s["mean"])
+        gap = (best["mean"] - ref["mean"]) * (1 if higher else -1)
+        spread = max(best["sd"], ref["sd"])
+        verdict = "better" if gap > spread else ("tie (within the seed spread)" if gap >= -spread else "worse")
+        lines.append(
+            f"- {task}, at or below {target}'s latency ({ref['ms']:.2f} ms): best hrnas {best['backbone']} "
+            f"({best['ms']:.2f} ms) {TASKS[task].metric_name} {best['mean']:.4f} vs {ref['mean']:.4f} "
+            f"({len(best['seeds'])} / {len(ref['seeds'])} seeds; advantage {gap:+.4f}, seed spread {spread:.4f}): "
+            f"{verdict}"
+        )
+    return lines
+
+
+def report() -> None:
+    all_rows = [json.loads(p.read_text()) for p in sorted(ROWS.glob("*.json"))]
+    lat = json.loads(LATENCY.read_text()) if LATENCY.is_file() else {}
+    setup = _setup()
+    summaries = {task: _summary(task, all_rows, lat) for task in ("nuclei", "faces")}
+    flat = [s for task in summaries.values() for s in task]
+    write_csv(RESULTS / "vs_timm.csv", flat, ["task", "backbone", "seeds", "mean", "sd", "values", "ms", "frozen_ms",
+                                              "params", "train_s"])  # fmt: skip
+    hours = sum(r["train_s"] for r in all_rows) / 3600
+    lines = [
+        "# hrnas against timm backbones: accuracy on real held-out tasks against CPU latency",
+        "",
+        f"Produced by `python benchmarks/vs_timm.py` (method: its docstring). Rows: {len(all_rows)} trainings, "
+        f"{hours:.1f} h of one-thread compute ({machine()}). Latency: {lat.get('machine', 'not measured yet')}, "
+        f"measured {lat.get('when', '-')}, batch 1, 128x128; `ms`: hrnas in the deploy form, timm as built; `frozen`: "
+        "both after `torch.jit.freeze`. Targets measured at set-up: "
+        + ", ".join(f"{TARGETS[k]} {v:.2f} ms" for k, v in setup.get("targets", {}).items())
+        + ". Metric: mean over seeds (sd = population standard deviation).",
+        "",
+    ]
+    for task, summary in summaries.items():
+        better = "higher" if TASKS[task].higher_is_better else "lower"
+        name = f"{TASKS[task].metric_name} ({better} is better)"
+        lines += [f"## {task}: {name}", ""]
+        lines += markdown_table(
+            ["backbone", "latency ms", "frozen ms", "params (M)", "mean", "sd", "per seed"],
+            [[s["backbone"], f"{s['ms']:.2f}" if s["ms"] else "-", f"{s['frozen_ms']:.2f}" if s["frozen_ms"] else "-",
+              f"{s['params'] / 1e6:.2f}", f"{s['mean']:.4f}", f"{s['sd']:.4f}",
+              " / ".join(f"{v:.4f}" for v in s["values"])] for s in summary],
+        )  # fmt: skip
+        lines += ["", *_checks(summary, task), ""]
+    if "uniform" in setup:
+        lines += ["## Set-up", ""]
+        for name, u in setup["uniform"].items():
+            lines.append(f"- uniform width `{name}`: keep {u['keep']:.4f} of the cpu supernet's channels, "
+                         f"{u['ms']:.2f} ms against {u['target_ms']:.2f} ms at set-up")  # fmt: skip
+        if "nuclei_search" in setup:
+            ns = setup["nuclei_search"]
+            lines.append(f"- nuclei search: target {ns['target_ms']:.2f} ms, measured {ns['measured_ms']} ms at the "
+                         f"end of the search, its own mIoU {ns['search_metric']:.4f} before fine-tuning")  # fmt: skip
+    write_markdown(RESULTS / "vs_timm.md", lines)
+    _plot(summaries)
+
+
+def _plot(summaries: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, (task, summary) in zip(axes, summaries.items()):
+        for s in summary:
+            if s["ms"] is None:
+                continue
+            kind = "timm" if s["backbone"] in TIMM else ("uniform" if s["backbone"].startswith("uniform") else "hrnas")
+            style = {"timm": ("s", "tab:gray"), "uniform": ("^", "tab:orange"), "hrnas": ("o", "tab:blue")}[kind]
+            ax.errorbar(s["ms"], s["mean"], yerr=s["sd"], fmt=style[0], color=style[1], capsize=3)
+            ax.annotate(s["backbone"].replace("hrnas_", ""), (s["ms"], s["mean"]), fontsize=7,
+                        xytext=(4, 3), textcoords="offset points")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("latency, batch 1, 128x128 (ms; hrnas deploy form, timm as built)")
+        ax.set_ylabel(TASKS[task].metric_name + ("" if TASKS[task].higher_is_better else " (lower is better)"))
+        if not TASKS[task].higher_is_better:
+            ax.invert_yaxis()
+        ax.set_title(f"{task}: grey timm, blue hrnas zoo, orange uniform width")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = RESULTS / "vs_timm.png.tmp"
+    fig.savefig(tmp, dpi=120, format="png")
+    tmp.replace(RESULTS / "vs_timm.png")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prepare", action="store_true")
+    ap.add_argument("--rows", action="store_true")
+    ap.add_argument("--latency", action="store_true")
+    ap.add_argument("--report", action="store_true")
+    ap.add_argument("--backbones", help="comma-separated (default: all of each task)")
+    ap.add_argument("--tasks", default="nuclei,faces")
+    ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    ap.add_argument("--threads", type=int, help="torch threads (default: 1 for --rows, torch's for timing phases)")
+    ap.add_argument("--quick", action="store_true", help="--rows: a few steps, nothing written")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    elif args.rows:
+        torch.set_num_threads(1)
+    if args.prepare:
+        prepare()
+    if args.rows:
+        names = args.backbones.split(",") if args.backbones else None
+        rows(names, args.tasks.split(","), [int(s) for s in args.seeds.split(",")], args.quick)
+    if args.latency:
+        latency()
+    if args.report or not (args.prepare or args.rows or args.latency):
+        report()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
