@@ -119,14 +119,14 @@ TASKS = {
     "seg": dict(space="seg_tiny", size=64, metric="mIoU", train=4000, val=1000, epochs=4.0),
     "cls": dict(space="cls_tiny", size=32, metric="top-1", train=400, val=100, epochs=3.5),
 }
-TRAIN = dict(batch_size=32, lr=0.1)  # the CPU demo's settings (hrnas.search.recipes.DEMO)
+TRAIN = dict(batch_size=32, lr=0.1)  # the CPU demo's settings (hrnas.searching.recipes.DEMO)
 CALIB_BATCHES = 10
 
 
 def search_data(task: str, train: int, val: int, size: int):
     """``(train, val)`` of a task of :data:`TASKS`: ``train`` / ``val`` Fashion-MNIST scenes of ``size`` pixels
     (seg), or Fashion-MNIST images per class at ``size`` (cls); the training set augmented, seed 0."""
-    from hrnas.search.recipes import DataSpec, build_data
+    from hrnas.searching.recipes import DataSpec, build_data
 
     name = "fmnist-scenes" if task == "seg" else "fmnist"
     return build_data(DataSpec(name, image_size=size, train_size=train, val_size=val, augment=True, seed=0))

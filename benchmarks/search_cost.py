@@ -36,7 +36,7 @@ def run_one(config: str, shrunk: bool, form: str, layout: str, steps: int) -> di
     import hrnas
     from hrnas._measure import median_time
     from hrnas.layers.fused import to_fused
-    from hrnas.search.tasks import get_task
+    from hrnas.searching.tasks import get_task
 
     c = CONFIGS[config]
     torch.manual_seed(0)

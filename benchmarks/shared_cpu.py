@@ -40,8 +40,8 @@ def worker(mode: str, steps: int, out: str) -> None:
     import torch
 
     import hrnas
-    from hrnas.search import loop
-    from hrnas.search.recipes import build_data, demo_settings
+    from hrnas.searching import loop
+    from hrnas.searching.recipes import build_data, demo_settings
     from hrnas.threads import usable_cpus
 
     demo = demo_settings()

@@ -23,7 +23,7 @@ its calibration networks as a *reference*, with its latency at build time; :func
 ``reference=table`` times a network side by side with it and reports ``t / t_reference * reference_ms``: the
 network's latency in the table's time, which cancels whatever slowed or sped up the whole machine since.
 
-Per-unit costs for the search's penalty (:class:`hrnas.search.units.CostModel` with ``metric='latency'``) are
+Per-unit costs for the search's penalty (:class:`hrnas.searching.units.CostModel` with ``metric='latency'``) are
 ``scale * channel_k`` per channel and the marginal token cost; budgets are predicted latencies.
 """
 

@@ -33,10 +33,10 @@ from ..archs import released_cls_arch
 from ..cost import count_macs, count_params
 from ..hub import save_pretrained
 from ..net import HRNASNet
-from ..search.checkpoint import CHECKPOINT_NAME
-from ..search.loop import search
-from ..search.recipes import DataSpec, build_data
-from ..search.supernet import create_supernet
+from ..searching.checkpoint import CHECKPOINT_NAME
+from ..searching.loop import search
+from ..searching.recipes import DataSpec, build_data
+from ..searching.supernet import create_supernet
 from ..spaces import get_space
 from .cards import zoo_card
 

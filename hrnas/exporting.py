@@ -19,7 +19,7 @@ from torch import nn
 
 from ._files import atomic_path
 from ._size import pair
-from .deploy import deploy
+from .deployment import deploy
 from .zoo import create_model
 
 __all__ = ["FORMATS", "export", "verify_onnx"]
