@@ -33,9 +33,9 @@ import torch
 import yaml
 from _common import uniform_arch
 
-from hrnas._files import write_atomic
 from hrnas.arch import Arch, branch_hidden_channels
 from hrnas.cost import count_macs
+from hrnas.files import write_atomic
 from hrnas.release.recipes import ZOO_RECIPES, _supernet, proxy_data
 from hrnas.searching import loop as search_loop
 from hrnas.searching.config import SearchConfig

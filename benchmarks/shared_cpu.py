@@ -29,7 +29,7 @@ from pathlib import Path
 
 from _common import RESULTS, machine, markdown_table, write_csv
 
-from hrnas._files import write_atomic
+from hrnas.files import write_atomic
 
 HERE = Path(__file__).resolve()
 WARM_STEPS = 10

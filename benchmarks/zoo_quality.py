@@ -44,9 +44,9 @@ from pathlib import Path
 from _common import RESULTS, machine, markdown_table, uniform_arch, write_csv
 
 import hrnas
-from hrnas._files import write_atomic
 from hrnas.arch import branch_hidden_channels
 from hrnas.archs import ZOO_DIR, zoo_arch
+from hrnas.files import write_atomic
 from hrnas.release.recipes import ZOO_RECIPES, run_recipe
 from hrnas.searching.checkpoint import CHECKPOINT_NAME
 

@@ -40,13 +40,13 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import torch
 
-from ._files import write_atomic
-from ._measure import cache_dir, device_key, median_time, timing_load_watch
 from ._size import pair
 from .arch import Arch, BlockSpec
 from .cost import block_input_sizes
+from .files import write_atomic
 from .layers import MixedKernelBlock
 from .net import HRNASNet
+from .timing import cache_dir, device_key, median_time, timing_load_watch
 
 __all__ = [
     "BlockLatency",

@@ -27,10 +27,10 @@ from typing import Any, Optional
 
 import torch
 
-from .._files import write_atomic
 from ..arch import Arch
 from ..archs import released_cls_arch
 from ..cost import count_macs, count_params
+from ..files import write_atomic
 from ..hub import save_pretrained
 from ..net import HRNASNet
 from ..searching.checkpoint import CHECKPOINT_NAME

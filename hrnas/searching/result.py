@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .._files import write_atomic
 from ..arch import Arch
 from ..cost import count_macs, count_params, summary
+from ..files import write_atomic
 from ..hub import load_pretrained, save_pretrained
 from ..net import HRNASNet
 from .plots import plot_arch, plot_history

@@ -206,7 +206,7 @@ def platform() -> dict:
     kernels sum in a different order on each."""
     return {
         "torch": torch.__version__,
-        "cpu": hrnas._measure.cpu_name(),
+        "cpu": hrnas.timing.cpu_name(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
