@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Callable, Hashable, Iterable, Mapping, Optional, Sequence, TypeVar
 
-from hrnas._files import write_atomic
+from hrnas.files import write_atomic
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -41,7 +41,7 @@ def machine(threads: bool = False) -> str:
     thread count in place of the CPU count, for latencies)."""
     import torch
 
-    from hrnas._measure import cpu_name
+    from hrnas.timing import cpu_name
 
     count = f"{torch.get_num_threads()} threads" if threads else f"{os.cpu_count()} CPUs"
     return f"{cpu_name()}, {count}, torch {torch.__version__}"
@@ -92,14 +92,14 @@ def time_side_by_side(
     """Median seconds of each callable, timed side by side in rounds.
 
     ``rounds`` passes over the callables; each visit runs ``warmup`` untimed calls, then ``reps`` timed ones
-    (:func:`hrnas._measure.median_time`); a callable's time is the median over the rounds of its visits' medians.
+    (:func:`hrnas.timing.median_time`); a callable's time is the median over the rounds of its visits' medians.
     Interleaving spreads a change in the machine's speed over every callable alike, and the untimed call brings a
     network's weights back into the caches. For networks that all run in eval mode and channels_last, this is
     :func:`hrnas.latency.measure_latencies`; this one times callables that differ in memory format or form.
     """
     import torch
 
-    from hrnas._measure import median_time
+    from hrnas.timing import median_time
 
     device = torch.device(device)
     times: dict = {key: [] for key in calls}
@@ -119,14 +119,14 @@ TASKS = {
     "seg": dict(space="seg_tiny", size=64, metric="mIoU", train=4000, val=1000, epochs=4.0),
     "cls": dict(space="cls_tiny", size=32, metric="top-1", train=400, val=100, epochs=3.5),
 }
-TRAIN = dict(batch_size=32, lr=0.1)  # the CPU demo's settings (hrnas.search.recipes.DEMO)
+TRAIN = dict(batch_size=32, lr=0.1)  # the CPU demo's settings (hrnas.searching.recipes.DEMO)
 CALIB_BATCHES = 10
 
 
 def search_data(task: str, train: int, val: int, size: int):
     """``(train, val)`` of a task of :data:`TASKS`: ``train`` / ``val`` Fashion-MNIST scenes of ``size`` pixels
     (seg), or Fashion-MNIST images per class at ``size`` (cls); the training set augmented, seed 0."""
-    from hrnas.search.recipes import DataSpec, build_data
+    from hrnas.searching.recipes import DataSpec, build_data
 
     name = "fmnist-scenes" if task == "seg" else "fmnist"
     return build_data(DataSpec(name, image_size=size, train_size=train, val_size=val, augment=True, seed=0))

@@ -115,7 +115,7 @@ def _loss(task: HeldoutTask, out: torch.Tensor, target: torch.Tensor) -> torch.T
 @torch.no_grad()
 def evaluate(task: HeldoutTask, body: nn.Module, head: nn.Module, val) -> tuple[float, list[float]]:
     """The validation metric and its per-class (nuclei) or per-view (faces) breakdown."""
-    from hrnas.search.tasks import get_task
+    from hrnas.searching.tasks import get_task
 
     if task.name == "nuclei":
         metric = get_task("seg", num_classes=task.outputs).make_metric()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from _common import CALIB_BATCHES, machine, markdown_table, write_csv, write_markdown
 
-from hrnas._files import atomic_path
+from hrnas.files import atomic_path
 
 # the methods compared, in the report's order
 SEARCH = "search"

@@ -79,7 +79,7 @@ def channel_multiples(widths: range, rounds: int) -> list[dict]:
 
 
 def transformer_cost() -> list[dict]:
-    from hrnas.deploy import deploy_forms
+    from hrnas.deployment import deploy_forms
     from hrnas.layers import MixedKernelBlock
 
     rows = []

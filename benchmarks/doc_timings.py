@@ -25,7 +25,7 @@ from pathlib import Path
 
 from _common import RESULTS, machine, markdown_table, write_markdown
 
-from hrnas._files import write_atomic
+from hrnas.files import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ["finetune_segmentation", "finetune_classification", "finetune_keypoints", "search_custom_folder"]

@@ -33,7 +33,7 @@ from _common import RESULTS, machine, markdown_table, write_csv, write_markdown
 from _heldout import TASKS, train_heldout
 from torch import nn
 
-from hrnas._files import write_atomic
+from hrnas.files import write_atomic
 
 ROWS = RESULTS / "from_scratch" / "rows"
 VARIANTS = ("base", "bn_momentum", "zero_last", "both", "warmup")

@@ -40,8 +40,8 @@ import torch
 from _common import RESULTS, machine, markdown_table, time_side_by_side, write_csv, write_markdown
 
 import hrnas
-from hrnas._files import atomic_path
-from hrnas._measure import median_time
+from hrnas.files import atomic_path
+from hrnas.timing import median_time
 
 CPU = torch.device("cpu")
 SIZES = [(224, 224), (256, 192), (512, 512), (512, 1024)]

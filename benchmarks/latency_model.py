@@ -39,7 +39,7 @@ from pathlib import Path
 # the settings and data of search_quality.py
 from _common import CALIB_BATCHES, RESULTS, TASKS, TRAIN, markdown_table, search_data, write_csv, write_markdown
 
-from hrnas._files import write_atomic
+from hrnas.files import write_atomic
 
 SEG = TASKS["seg"]
 

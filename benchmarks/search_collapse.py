@@ -33,15 +33,15 @@ import torch
 import yaml
 from _common import uniform_arch
 
-from hrnas._files import write_atomic
 from hrnas.arch import Arch, branch_hidden_channels
 from hrnas.cost import count_macs
+from hrnas.files import write_atomic
 from hrnas.release.recipes import ZOO_RECIPES, _supernet, proxy_data
-from hrnas.search import loop as search_loop
-from hrnas.search.config import SearchConfig
-from hrnas.search.ema import calibrate_bn
-from hrnas.search.loaders import split_batch, to_device
-from hrnas.search.recipes import build_data
+from hrnas.searching import loop as search_loop
+from hrnas.searching.config import SearchConfig
+from hrnas.searching.ema import calibrate_bn
+from hrnas.searching.loaders import split_batch, to_device
+from hrnas.searching.recipes import build_data
 
 RESULTS = Path(__file__).parent / "results"
 OUT = RESULTS / "search_collapse"

@@ -34,9 +34,9 @@ def run_one(config: str, shrunk: bool, form: str, layout: str, steps: int) -> di
     import torch
 
     import hrnas
-    from hrnas._measure import median_time
     from hrnas.layers.fused import to_fused
-    from hrnas.search.tasks import get_task
+    from hrnas.searching.tasks import get_task
+    from hrnas.timing import median_time
 
     c = CONFIGS[config]
     torch.manual_seed(0)

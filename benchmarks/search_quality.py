@@ -162,7 +162,7 @@ def measure_steps(task: str, task_cfg: dict, train: dict, budget: float, threads
     import torch
 
     import hrnas
-    from hrnas.search.tasks import get_task
+    from hrnas.searching.tasks import get_task
 
     torch.set_num_threads(threads)
     size, bs = task_cfg["size"], train["batch_size"]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from _common import RESULTS, machine, markdown_table, write_csv
 
-from hrnas._files import write_atomic
+from hrnas.files import write_atomic
 
 HERE = Path(__file__).resolve()
 WARM_STEPS = 10
@@ -40,8 +40,8 @@ def worker(mode: str, steps: int, out: str) -> None:
     import torch
 
     import hrnas
-    from hrnas.search import loop
-    from hrnas.search.recipes import build_data, demo_settings
+    from hrnas.searching import loop
+    from hrnas.searching.recipes import build_data, demo_settings
     from hrnas.threads import usable_cpus
 
     demo = demo_settings()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from _common import RESULTS, machine, markdown_table
 
-from hrnas._files import write_atomic
+from hrnas.files import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {

@@ -48,7 +48,7 @@ from _common import RESULTS, machine, markdown_table, write_csv, write_markdown
 from _heldout import TASKS, train_heldout
 
 import hrnas
-from hrnas._files import write_atomic
+from hrnas.files import write_atomic
 
 OUT = RESULTS / "vs_timm"
 ROWS = OUT / "rows"

@@ -18,7 +18,7 @@ from _common import RESULTS, markdown_table, uniform_arch, write_csv, write_mark
 
 import hrnas
 from hrnas.archs import zoo_entries, zoo_entry
-from hrnas.search.budget import parse_amount
+from hrnas.searching.budget import parse_amount
 
 
 def main() -> None:

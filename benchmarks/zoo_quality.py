@@ -44,11 +44,11 @@ from pathlib import Path
 from _common import RESULTS, machine, markdown_table, uniform_arch, write_csv
 
 import hrnas
-from hrnas._files import write_atomic
 from hrnas.arch import branch_hidden_channels
 from hrnas.archs import ZOO_DIR, zoo_arch
+from hrnas.files import write_atomic
 from hrnas.release.recipes import ZOO_RECIPES, run_recipe
-from hrnas.search.checkpoint import CHECKPOINT_NAME
+from hrnas.searching.checkpoint import CHECKPOINT_NAME
 
 MODELS = [n for n, r in ZOO_RECIPES.items() if r.budget and r.space]
 SEEDS = (0, 1)
@@ -239,7 +239,7 @@ def run_nuclei(model: str, backbone: str, seed: int, quick: bool) -> dict:
     import torch.nn.functional as F
 
     from hrnas.data import NucleiSegmentation
-    from hrnas.search.tasks import MeanIoU
+    from hrnas.searching.tasks import MeanIoU
     from hrnas.threads import ThreadTuner
 
     cfg = QUICK_NUCLEI if quick else NUCLEI

@@ -16,15 +16,14 @@ commands such as ``hrnas list`` start quickly; the registration with timm happen
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING
 
 from ._timm_hook import register_with_timm
 
 __version__ = "0.1.0"
 
-# public name -> the module that defines it
+# public name -> the module that defines it: the one list of the package's public names (``__all__`` is made from
+# it; tests/test_structure.py checks that the TYPE_CHECKING imports below name the same)
 _EXPORTS = {
     "Arch": "arch",
     "ArchError": "arch",
@@ -44,8 +43,8 @@ _EXPORTS = {
     "summary": "cost",
     "Profile": "profiling",
     "profile": "profiling",
-    "deploy": "deploy",
-    "export": "export",
+    "deploy": "deployment",
+    "export": "exporting",
     "WeightsError": "hub",
     "load_pretrained": "hub",
     "load_weights": "hub",
@@ -55,10 +54,10 @@ _EXPORTS = {
     "latency_table": "latency",
     "measure_latency": "latency",
     "HRNASNet": "net",
-    "SearchConfig": "search",
-    "SearchResult": "search",
-    "create_supernet": "search",
-    "search": "search",
+    "SearchConfig": "searching",
+    "SearchResult": "searching",
+    "create_supernet": "searching",
+    "search": "searching",
     "SearchSpace": "spaces",
     "get_space": "spaces",
     "list_spaces": "spaces",
@@ -68,64 +67,7 @@ _EXPORTS = {
     "list_models": "zoo",
 }
 
-__all__ = [
-    "Arch",
-    "ArchError",
-    "BlockSpec",
-    "ClsHeadSpec",
-    "DenseHeadSpec",
-    "FuseEdge",
-    "HRNASNet",
-    "LatencyTable",
-    "Profile",
-    "SearchConfig",
-    "SearchResult",
-    "SearchSpace",
-    "StageSpec",
-    "UnknownModelError",
-    "WeightsError",
-    "WeightsUnavailableError",
-    "convert_original",
-    "count_macs",
-    "count_params",
-    "create_model",
-    "create_supernet",
-    "deploy",
-    "export",
-    "get_space",
-    "latency_table",
-    "list_models",
-    "list_spaces",
-    "load_original_arch",
-    "load_pretrained",
-    "load_weights",
-    "measure_latency",
-    "profile",
-    "push_to_hub",
-    "released_cls_arch",
-    "retrain_form",
-    "save_pretrained",
-    "search",
-    "summary",
-    "zoo_arch",
-    "zoo_entry",
-    "__version__",
-]
-
-
-# public functions named like the module that defines them: importing that module (``hrnas.search`` by any
-# ``import hrnas.search.x``) must not replace the function with the module, as it cannot in an eager __init__
-_FUNCTIONS_NAMED_LIKE_MODULES = frozenset({"search", "export", "deploy"})
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value) -> None:
-        if name in _FUNCTIONS_NAMED_LIKE_MODULES and isinstance(value, types.ModuleType):
-            return  # the import system binding the submodule; the name stays (or becomes) the function
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+__all__ = [*sorted(_EXPORTS), "__version__"]
 
 
 def __getattr__(name: str):
@@ -142,18 +84,18 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what the lazy attributes are, for type checkers and IDEs
-    from .arch import Arch, ArchError, BlockSpec, ClsHeadSpec, DenseHeadSpec, FuseEdge, StageSpec
-    from .archs import released_cls_arch, retrain_form, zoo_arch, zoo_entry
-    from .convert import convert_original, load_original_arch
-    from .cost import count_macs, count_params, summary
-    from .deploy import deploy
-    from .export import export
-    from .hub import WeightsError, load_pretrained, load_weights, push_to_hub, save_pretrained
-    from .latency import LatencyTable, latency_table, measure_latency
-    from .net import HRNASNet
-    from .profiling import Profile, profile
-    from .search import SearchConfig, SearchResult, create_supernet, search
-    from .spaces import SearchSpace, get_space, list_spaces
-    from .zoo import UnknownModelError, WeightsUnavailableError, create_model, list_models
+    from .arch import Arch, ArchError, BlockSpec, ClsHeadSpec, DenseHeadSpec, FuseEdge, StageSpec  # noqa: F401  (__all__ is built from _EXPORTS)
+    from .archs import released_cls_arch, retrain_form, zoo_arch, zoo_entry  # noqa: F401  (__all__ is built from _EXPORTS)
+    from .convert import convert_original, load_original_arch  # noqa: F401  (__all__ is built from _EXPORTS)
+    from .cost import count_macs, count_params, summary  # noqa: F401  (__all__ is built from _EXPORTS)
+    from .deployment import deploy  # noqa: F401  (__all__ is built from _EXPORTS)
+    from .exporting import export  # noqa: F401  (__all__ is built from _EXPORTS)
+    from .hub import WeightsError, load_pretrained, load_weights, push_to_hub, save_pretrained  # noqa: F401  (__all__ is built from _EXPORTS)
+    from .latency import LatencyTable, latency_table, measure_latency  # noqa: F401  (__all__ is built from _EXPORTS)
+    from .net import HRNASNet  # noqa: F401  (__all__ is built from _EXPORTS)
+    from .profiling import Profile, profile  # noqa: F401  (__all__ is built from _EXPORTS)
+    from .searching import SearchConfig, SearchResult, create_supernet, search  # noqa: F401  (__all__ is built from _EXPORTS)
+    from .spaces import SearchSpace, get_space, list_spaces  # noqa: F401  (__all__ is built from _EXPORTS)
+    from .zoo import UnknownModelError, WeightsUnavailableError, create_model, list_models  # noqa: F401  (__all__ is built from _EXPORTS)
 
 register_with_timm()

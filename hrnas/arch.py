@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._files import write_atomic
+from .files import write_atomic
 
 __all__ = [
     "ACTIVATIONS",

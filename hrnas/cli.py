@@ -101,8 +101,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from . import count_macs, count_params
-    from .search import SearchConfig, create_supernet, search
-    from .search.recipes import DataSpec, SupernetSpec, build_data, demo_settings
+    from .searching import SearchConfig, create_supernet, search
+    from .searching.recipes import DataSpec, SupernetSpec, build_data, demo_settings
 
     if args.config:
         cfg = SearchConfig.from_yaml(args.config)
@@ -174,7 +174,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export
+    from .exporting import export
 
     model = _load_model(args.model)
     size = tuple(args.input_size) if args.input_size else None
@@ -223,7 +223,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 def _cmd_latency_table(args: argparse.Namespace) -> int:
     from .latency import latency_table
-    from .search import create_supernet
+    from .searching import create_supernet
 
     supernet = create_supernet(args.task, space=args.space, transformers=not args.no_transformers)
     size = tuple(args.input_size) if args.input_size else tuple(supernet.pretrained_cfg["input_size"][-2:])
@@ -277,7 +277,7 @@ def _search_overrides(args: argparse.Namespace) -> dict:
 
 
 def _add_search_parser(sub) -> None:
-    from .search.recipes import DATA_SETS
+    from .searching.recipes import DATA_SETS
 
     p = sub.add_parser(
         "search",

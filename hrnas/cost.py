@@ -9,7 +9,7 @@ with the paper.
 
 The per-unit functions (:func:`channel_macs`, :func:`token_macs`, :func:`channel_params`, :func:`token_params`) are
 the cost of one hidden channel or one token; the whole-block counts are assembled from them, and the search weights
-its penalty with them (:mod:`hrnas.search.units`). :func:`hrnas.profile` (:mod:`hrnas.profiling`) traces a real
+its penalty with them (:mod:`hrnas.searching.units`). :func:`hrnas.profile` (:mod:`hrnas.profiling`) traces a real
 module with fvcore and is the ground truth these numbers are tested against.
 """
 

@@ -20,8 +20,8 @@ import torch
 from safetensors.torch import save_file
 from timm.models import PretrainedCfg
 
-from ._files import write_atomic
 from .cost import summary
+from .files import write_atomic
 
 __all__ = [
     "CONFIG_NAME",

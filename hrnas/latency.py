@@ -26,7 +26,7 @@ its calibration networks as a *reference*, with its latency at build time; :func
 ``reference=table`` times a network side by side with it and reports ``t / t_reference * reference_ms``: the
 network's latency in the table's time, which cancels whatever slowed or sped up the whole machine since.
 
-Per-unit costs for the search's penalty (:class:`hrnas.search.units.CostModel` with ``metric='latency'``) are
+Per-unit costs for the search's penalty (:class:`hrnas.searching.units.CostModel` with ``metric='latency'``) are
 ``scale * channel_k`` per channel and the marginal token cost; budgets are predicted latencies. In a deploy-form
 table a path's fixed cost is shared by its live channels (``scale * (channel_k + path_k / h_k)``) and the
 transformer's by its live tokens: on a CPU a narrow path costs its launches whatever its width, so the penalty
@@ -46,14 +46,14 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import torch
 
-from ._files import write_atomic
-from ._measure import cache_dir, device_key, median_time, timing_load_watch
 from ._size import pair
 from .arch import Arch, BlockSpec
 from .cost import block_input_sizes
-from .deploy import deploy, deploy_forms
+from .deployment import deploy, deploy_forms
+from .files import write_atomic
 from .layers import MixedKernelBlock
 from .net import HRNASNet
+from .timing import cache_dir, device_key, median_time, timing_load_watch
 
 __all__ = [
     "BlockLatency",

@@ -14,7 +14,7 @@ from hrnas.cost import (
     token_macs,
     token_params,
 )
-from hrnas.search.units import block_costs
+from hrnas.searching.units import block_costs
 
 MODELS = [m for m in hrnas.list_models() if m != "hrnas_custom"]
 

@@ -6,8 +6,8 @@ from helpers import tiny_arch
 
 import hrnas
 from hrnas.cli import main
-from hrnas.export import verify_onnx
-from hrnas.search.ema import calibrate_bn
+from hrnas.exporting import verify_onnx
+from hrnas.searching.ema import calibrate_bn
 
 MODELS = hrnas.list_models()
 

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 import hrnas
 from hrnas.data import FashionMNISTScenes
 from hrnas.hub import WeightsError, load_weights, read_weights, save_pretrained
-from hrnas.search import SearchError
-from hrnas.search.checkpoint import CheckpointError, load_checkpoint
+from hrnas.searching import SearchError
+from hrnas.searching.checkpoint import CheckpointError, load_checkpoint
 from hrnas.spaces import SearchSpace
 
 SCRIPT = Path(__file__).parent / "scripts" / "tiny_search.py"
@@ -70,7 +70,7 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_checkpoint(tmp_pa
     target = tmp_path / "checkpoint.pt"
     code = (
         "import sys, torch\n"
-        "from hrnas.search.checkpoint import save_checkpoint\n"
+        "from hrnas.searching.checkpoint import save_checkpoint\n"
         "save_checkpoint({'step': 1, 'w': torch.zeros(4)}, sys.argv[1])\n"
         "print('ready', flush=True)\n"
         "big = {'step': 2, 'w': torch.randn(64, 1024, 1024)}\n"
@@ -93,7 +93,7 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_checkpoint(tmp_pa
 
 
 def test_a_torn_temporary_file_is_ignored_and_cleaned(tmp_path):
-    from hrnas.search.checkpoint import save_checkpoint
+    from hrnas.searching.checkpoint import save_checkpoint
 
     save_checkpoint({"step": 5}, tmp_path / "checkpoint.pt")
     (tmp_path / ".checkpoint.tmp999.pt").write_bytes(b"HRNAS-CHECKPOINT-1 sha256=0\nhalf a payl")

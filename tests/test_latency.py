@@ -16,8 +16,8 @@ from hrnas.arch import BlockSpec
 from hrnas.cost import block_input_sizes
 from hrnas.data import FashionMNISTScenes
 from hrnas.latency import BlockLatency, LatencyTable, block_shape, latency_table, random_arch
-from hrnas.search.checkpoint import load_checkpoint
-from hrnas.search.units import CostModel
+from hrnas.searching.checkpoint import load_checkpoint
+from hrnas.searching.units import CostModel
 
 SIZE = (32, 32)
 

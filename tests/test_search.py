@@ -15,9 +15,9 @@ import torch
 
 import hrnas
 from hrnas.data import DataNotFoundError, FashionMNIST, FashionMNISTScenes
-from hrnas.search import SearchConfig, SearchError
-from hrnas.search.budget import BudgetController
-from hrnas.search.checkpoint import load_checkpoint
+from hrnas.searching import SearchConfig, SearchError
+from hrnas.searching.budget import BudgetController
+from hrnas.searching.checkpoint import load_checkpoint
 
 SCRIPT = Path(__file__).parent / "scripts" / "tiny_search.py"
 SMALL = dict(steps=24, batch_size=8, shrink_every=3, eval_every=8, calib_batches=2, progress=False)
@@ -267,7 +267,7 @@ def test_torchrun_two_processes_agree(tmp_path):
 
 
 def test_checkpoint_is_verified(tmp_path):
-    from hrnas.search.checkpoint import CheckpointError, save_checkpoint
+    from hrnas.searching.checkpoint import CheckpointError, save_checkpoint
 
     path = tmp_path / "c.pt"
     save_checkpoint({"step": 3, "w": torch.ones(4)}, path)

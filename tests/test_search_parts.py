@@ -11,23 +11,23 @@ import torch
 import hrnas
 from hrnas.cost import block_input_sizes
 from hrnas.latency import LatencyTable
-from hrnas.search import SearchConfig
-from hrnas.search.budget import BudgetController, RhoRamp
-from hrnas.search.checkpoint import (
+from hrnas.searching import SearchConfig
+from hrnas.searching.budget import BudgetController, RhoRamp
+from hrnas.searching.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
     read_search_checkpoint,
     save_checkpoint,
     write_search_checkpoint,
 )
-from hrnas.search.config import PAPER_RHO
-from hrnas.search.feedback import LatencyFeedback
-from hrnas.search.loaders import EpochBatches, RunData
-from hrnas.search.penalty import GatePenalty
-from hrnas.search.plan import cost_input_size, plan_run
-from hrnas.search.recorder import Recorder
-from hrnas.search.select import UnitIndex, select_units
-from hrnas.search.units import CostModel
+from hrnas.searching.config import PAPER_RHO
+from hrnas.searching.feedback import LatencyFeedback
+from hrnas.searching.loaders import EpochBatches, RunData
+from hrnas.searching.penalty import GatePenalty
+from hrnas.searching.plan import cost_input_size, plan_run
+from hrnas.searching.recorder import Recorder
+from hrnas.searching.select import UnitIndex, select_units
+from hrnas.searching.units import CostModel
 
 SIZE = (32, 32)
 
@@ -139,10 +139,10 @@ def test_budget_cut_by_importance_per_cost(supernet):
 
 
 def test_trainer_measures_importance_and_slices_it_with_the_network():
-    from hrnas.search.penalty import GatePenalty
-    from hrnas.search.shrink import BlockKeep, plan_shrink
-    from hrnas.search.tasks import get_task
-    from hrnas.search.trainer import Trainer, model_builder
+    from hrnas.searching.penalty import GatePenalty
+    from hrnas.searching.shrink import BlockKeep, plan_shrink
+    from hrnas.searching.tasks import get_task
+    from hrnas.searching.trainer import Trainer, model_builder
 
     torch.manual_seed(0)
     net = hrnas.create_supernet("seg", space="seg_tiny", transformers=False)

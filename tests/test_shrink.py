@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import hrnas
-from hrnas.search.ema import EMA
-from hrnas.search.shrink import BlockKeep, plan_shrink, shrink_model, shrink_optimizer_state
+from hrnas.searching.ema import EMA
+from hrnas.searching.shrink import BlockKeep, plan_shrink, shrink_model, shrink_optimizer_state
 
 
 def _trained_like(arch, dtype=torch.float64, seed=0):

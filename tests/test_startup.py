@@ -11,7 +11,7 @@ ORDERS = [
     "import timm; import hrnas",
     "from hrnas.net import HRNASNet; import timm",  # net imports timm while it is itself half-initialised
     "import hrnas.hub; import timm",
-    "import hrnas.search; import timm",
+    "import hrnas.searching; import timm",
     "import hrnas; hrnas.create_model('hrnas_cls_a'); import timm",
 ]
 
@@ -45,15 +45,16 @@ assert hrnas.count_macs is not None and "hrnas_cls_a" in hrnas.list_models()  # 
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
-def test_functions_named_like_their_modules_stay_functions():
+def test_submodules_import_by_any_form_and_public_functions_stay_functions():
     code = """
 import types
-import hrnas.search.recipes, hrnas.export, hrnas.deploy  # the submodules first, as the command line does
+import hrnas.searching.loop as L, hrnas.exporting, hrnas.deployment  # the submodules first, as the command line does
 import hrnas
+assert L.search is hrnas.search
 for name in ("search", "export", "deploy"):
     value = getattr(hrnas, name)
     assert callable(value) and not isinstance(value, types.ModuleType), (name, value)
-from hrnas.search import recipes
+from hrnas.searching import recipes
 assert recipes.DATA_SETS
 """
     proc = _run(code)

@@ -1,7 +1,10 @@
 """The layering and size rules of the code (issue 18): checked on the source with ``ast``, nothing imported."""
 
 import ast
+import importlib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "hrnas"
 
@@ -32,23 +35,24 @@ def hrnas_imports(source: str, package: str) -> set[str]:
 def test_arch_imports_only_the_file_helpers():
     path = ROOT / "arch.py"
     imports = hrnas_imports(path.read_text(), _package(path))
-    assert imports == {"hrnas._files"}, imports
+    assert imports == {"hrnas.files"}, imports
 
 
 def test_the_import_finder_sees_every_kind_of_import():
     source = (
         "import os\nfrom ._files import write_atomic\n"
         "def f():\n    from .cost import count_macs\n    import hrnas.net\n    from .. import latency\n"
-        "class A:\n    def g(self):\n        from .search.units import CostModel\n"
+        "class A:\n    def g(self):\n        from .searching.units import CostModel\n"
     )
-    assert hrnas_imports(source, "hrnas") == {"hrnas._files", "hrnas.cost", "hrnas.net", "hrnas.search.units"}
-    assert hrnas_imports(source, "hrnas.search") == {
-        "hrnas.search._files", "hrnas.search.cost", "hrnas.net", "hrnas.latency", "hrnas.search.search.units",
+    assert hrnas_imports(source, "hrnas") == {"hrnas.files", "hrnas.cost", "hrnas.net", "hrnas.searching.units"}
+    assert hrnas_imports(source, "hrnas.searching") == {
+        "hrnas.searching.files", "hrnas.searching.cost", "hrnas.net", "hrnas.latency",
+        "hrnas.searching.searching.units",
     }  # fmt: skip
 
 
 def test_the_search_loop_only_orchestrates_and_no_class_is_too_long():
-    loop = (ROOT / "search" / "loop.py").read_text()
+    loop = (ROOT / "searching" / "loop.py").read_text()
     assert len(loop.splitlines()) <= 300
     too_long = []
     for path in sorted(ROOT.rglob("*.py")):
@@ -56,3 +60,36 @@ def test_the_search_loop_only_orchestrates_and_no_class_is_too_long():
             if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > 300:
                 too_long.append(f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert not too_long
+
+
+def _lazy_exports(package: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """A lazy package's ``_EXPORTS`` (public name -> module) and what its ``TYPE_CHECKING`` block imports from where."""
+    tree = ast.parse((package / "__init__.py").read_text())
+    exports, typed = {}, {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "_EXPORTS" for t in node.targets):
+            exports = ast.literal_eval(node.value)
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
+            for imp in node.body:
+                typed |= {a.name: imp.module.split(".")[0] for a in imp.names}
+    return exports, typed
+
+
+@pytest.mark.parametrize("package", ["hrnas", "hrnas.searching"])
+def test_public_names_are_listed_once(package):
+    """``__all__`` is made from ``_EXPORTS``, and the imports for type checkers name the same names and modules."""
+    path = ROOT.parent.joinpath(*package.split("."))
+    exports, typed = _lazy_exports(path)
+    assert exports and typed == exports
+    module = importlib.import_module(package)
+    assert set(module.__all__) - {"__version__"} == set(exports)
+
+
+def test_no_module_is_named_like_a_public_name():
+    """A submodule named like a public function would replace it as an attribute once imported
+    (``import hrnas.x.y`` binds ``hrnas.x``), or make ``import hrnas.x.y as z`` fail."""
+    for package in ("hrnas", "hrnas.searching"):
+        path = ROOT.parent.joinpath(*package.split("."))
+        modules = {p.stem for p in path.glob("*.py")} | {p.name for p in path.iterdir() if (p / "__init__.py").exists()}
+        exports, _ = _lazy_exports(path)
+        assert not modules & set(exports), (package, modules & set(exports))

@@ -5,7 +5,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 import hrnas
-from hrnas.search import get_task
+from hrnas.searching import get_task
 
 
 def test_mean_iou_on_a_known_confusion():

@@ -10,7 +10,7 @@ from hrnas.arch import branch_hidden_channels
 from hrnas.archs import zoo_arch, zoo_entries, zoo_entry
 from hrnas.release.cards import zoo_card
 from hrnas.release.recipes import ZOO_RECIPES
-from hrnas.search.budget import parse_amount
+from hrnas.searching.budget import parse_amount
 
 SHIPPED_SEARCHED = [n for n in zoo_entries() if n in ZOO_RECIPES and ZOO_RECIPES[n].budget]
 

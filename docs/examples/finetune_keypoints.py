@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 import hrnas  # noqa: F401  (registers the hrnas_* models with timm)
 from hrnas.data import FashionMNISTScenes
 from hrnas.data.fashion_mnist import NUM_CLASSES as NUM_KEYPOINTS
-from hrnas.search import get_task
+from hrnas.searching import get_task
 
 STRIDE = 4  # heatmaps at a quarter of the input size, like the HR-NAS pose models' output
 

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 import hrnas
 from hrnas.data import FashionMNISTScenes
 from hrnas.data.scenes import NUM_CLASSES
-from hrnas.search import get_task
+from hrnas.searching import get_task
 
 
 def parse_args() -> argparse.Namespace:
@@ -105,7 +105,7 @@ def main() -> None:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader: DataLoader) -> float:
-    """Mean IoU over the classes present, with the search's own metric (hrnas.search.get_task)."""
+    """Mean IoU over the classes present, with the search's own metric (hrnas.searching.get_task)."""
     model.eval()
     metric = get_task("seg", num_classes=NUM_CLASSES).make_metric()
     for images, masks in loader:

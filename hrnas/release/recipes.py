@@ -27,16 +27,16 @@ from typing import Any, Optional
 
 import torch
 
-from .._files import write_atomic
 from ..arch import Arch
 from ..archs import released_cls_arch
 from ..cost import count_macs, count_params
+from ..files import write_atomic
 from ..hub import save_pretrained
 from ..net import HRNASNet
-from ..search.checkpoint import CHECKPOINT_NAME
-from ..search.loop import search
-from ..search.recipes import DataSpec, build_data
-from ..search.supernet import create_supernet
+from ..searching.checkpoint import CHECKPOINT_NAME
+from ..searching.loop import search
+from ..searching.recipes import DataSpec, build_data
+from ..searching.supernet import create_supernet
 from ..spaces import get_space
 from .cards import zoo_card
 
@@ -326,8 +326,8 @@ def latency_target(recipe: ZooRecipe) -> dict[str, Any]:
     ``features_only`` form, batch 1, eval mode, ``channels_last``)."""
     import timm
 
-    from .._measure import cpu_name
     from ..latency import measure_latencies
+    from ..timing import cpu_name
 
     model = timm.create_model(recipe.latency_of, features_only=True, out_indices=(1, 2, 3, 4))
     (ms,) = measure_latencies([model], recipe.input_size, 1, rounds=7, reps=10)
@@ -345,7 +345,7 @@ def measured_against(recipe: ZooRecipe, arch: Arch) -> dict[str, Any]:
     side now (what the card records)."""
     import timm
 
-    from ..deploy import deploy
+    from ..deployment import deploy
     from ..latency import measure_latencies
     from ..zoo import create_model
 

@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from .._files import write_atomic
 from ..archs import zoo_entries, zoo_entry
 from ..catalog import CATALOG, ModelEntry
 from ..cost import count_macs, count_params
+from ..files import write_atomic
 
 __all__ = ["BEGIN", "END", "render", "update_page", "zoo_table"]
 

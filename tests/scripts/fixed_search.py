@@ -30,7 +30,7 @@ import hrnas.latency
 from hrnas.cost import block_input_sizes
 from hrnas.data import FashionMNISTScenes
 from hrnas.latency import LatencyTable
-from hrnas.search.tasks import get_task
+from hrnas.searching.tasks import get_task
 
 SIZE = (32, 32)
 # tail="penalised", cut_rank="gate", rho_limit=10: the behaviour the fixture was written with (the defaults changed
@@ -207,7 +207,7 @@ def platform() -> dict:
     kernels sum in a different order on each."""
     return {
         "torch": torch.__version__,
-        "cpu": hrnas._measure.cpu_name(),
+        "cpu": hrnas.timing.cpu_name(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 

@@ -13,9 +13,9 @@ import statistics
 import time
 from typing import Any, Optional
 
-from .._files import write_atomic
 from ..arch import Arch
 from ..cost import count_macs, count_params
+from ..files import write_atomic
 from .result import RunInfo, SearchResult, budget_label
 from .units import CostModel
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .._files import write_atomic
 from ..arch import Arch
 from ..cost import count_macs, count_params, summary
+from ..files import write_atomic
 from ..hub import load_pretrained, save_pretrained
 from ..net import HRNASNet
 from .plots import plot_arch, plot_history
@@ -50,7 +50,7 @@ class SearchResult:
         budget, budget_kind: the requested ceiling and whether it counts ``'macs'``, ``'params'`` or ``'latency'``
             (microseconds predicted by the run's latency table).
         supernet_arch: the architecture the search started from.
-        config: the run's :class:`hrnas.search.SearchConfig`.
+        config: the run's :class:`hrnas.SearchConfig`.
         cost: the final network's cost in the budget's unit (latency: the table's prediction scaled by the last
             measurement, see ``SearchConfig.latency_feedback``).
         measured_latency_ms: latency budgets: the found network's latency as measured on this device at the end of

@@ -2,7 +2,7 @@
 
 The EMA is kept as a plain ``{name: tensor}`` dict (parameters and buffers, as the original's "shadow") rather
 than a second module, so that physical shrinking can slice it with the same plan as the model
-(:meth:`hrnas.search.shrink.ShrinkPlan.apply`).
+(:meth:`hrnas.searching.shrink.ShrinkPlan.apply`).
 """
 
 from __future__ import annotations

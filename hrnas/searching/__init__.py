@@ -6,7 +6,7 @@ result.model      # a plain, static HRNASNet with the trained weights
 result.save('runs/my_search')
 
 The names below are imported when first used (torch and the training loop load only then), so that light modules
-of this package (``hrnas.search.recipes``, ``hrnas.search.config``) can be imported quickly.
+of this package (``hrnas.searching.recipes``, ``hrnas.searching.config``) can be imported quickly.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+# public name -> the module that defines it; ``__all__`` is made from it (tests/test_structure.py checks the
+# TYPE_CHECKING imports against it)
 _EXPORTS = {
     "Metric": "tasks",
     "SearchConfig": "config",
@@ -25,13 +27,13 @@ _EXPORTS = {
     "search": "loop",
 }
 
-__all__ = ["Metric", "SearchConfig", "SearchError", "SearchResult", "Task", "create_supernet", "get_task", "search"]
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'hrnas.search' has no attribute {name!r}")
+        raise AttributeError(f"module 'hrnas.searching' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
@@ -42,9 +44,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .config import SearchConfig
-    from .errors import SearchError
-    from .loop import search
-    from .result import SearchResult
-    from .supernet import create_supernet
-    from .tasks import Metric, Task, get_task
+    from .config import SearchConfig  # noqa: F401  (__all__ is built from _EXPORTS)
+    from .errors import SearchError  # noqa: F401  (__all__ is built from _EXPORTS)
+    from .loop import search  # noqa: F401  (__all__ is built from _EXPORTS)
+    from .result import SearchResult  # noqa: F401  (__all__ is built from _EXPORTS)
+    from .supernet import create_supernet  # noqa: F401  (__all__ is built from _EXPORTS)
+    from .tasks import Metric, Task, get_task  # noqa: F401  (__all__ is built from _EXPORTS)

@@ -1,7 +1,7 @@
 """The gate penalty: ``rho * sum(penalty * |gamma|)`` over every channel and token gate of the network.
 
 Each gate (the ``bn2`` weight of a kernel path, a transformer's ``input_norm`` weight) is paired with a tensor of
-the per-unit penalties the cost model gives (:meth:`hrnas.search.units.CostModel.penalties`), normalised by the
+the per-unit penalties the cost model gives (:meth:`hrnas.searching.units.CostModel.penalties`), normalised by the
 supernet's mean unit cost, which is fixed for the whole run as in the paper. The L1 term is either added to the loss
 (``l1='subgradient'``, as the original code) or applied after each optimizer step as a proximal step
 (soft-thresholding, which reaches exact zeros). The pairs are rebuilt whenever the network is shrunk.

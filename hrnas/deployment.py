@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._files import write_atomic
-from ._measure import cache_dir, device_key, median_time, timing_load_watch
 from ._size import pair
+from .files import write_atomic
 from .layers import ConvBnAct, KernelPath, LightweightTransformer, MixedKernelBlock
+from .timing import cache_dir, device_key, median_time, timing_load_watch
 
 __all__ = ["deploy", "deploy_forms", "device_key", "fold_bn", "merge_paths"]
 

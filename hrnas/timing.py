@@ -1,6 +1,6 @@
 """Timing on the device a model will run on: what a measurement depends on, a median timer, the cache folder.
 
-Shared by :mod:`hrnas.deploy` (per-block implementation choices) and :mod:`hrnas.latency` (the latency model).
+Shared by :mod:`hrnas.deployment` (per-block implementation choices) and :mod:`hrnas.latency` (the latency model).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 All units of the current network (hidden channels and tokens) are laid out in flat tensors with their gate
 (``|gamma|`` on the current weights and on the EMA weights) and cost. The paper's rule removes the units whose
 gate is at most the threshold on either; budget mode adds the trajectory and the final cut
-(:mod:`hrnas.search.budget`), ranking units by ``|gamma|`` (of the weights being trained; of the EMA weights at
+(:mod:`hrnas.searching.budget`), ranking units by ``|gamma|`` (of the weights being trained; of the EMA weights at
 the end) so that the weakest go first; the cost enters through the penalty that drove the gates down. Costs of
 candidate removals are always exact (the whole ``Arch`` is re-counted), so the budget holds for transformers'
 quadratic token costs too.
@@ -117,7 +117,7 @@ class UnitIndex:
         return self.cost_model.total(self.arch_without(removed))
 
     def keeps(self, removed: torch.Tensor) -> Dict[str, BlockKeep]:
-        """Per block that loses something: the indices it keeps (for :func:`hrnas.search.shrink.plan_shrink`)."""
+        """Per block that loses something: the indices it keeps (for :func:`hrnas.searching.shrink.plan_shrink`)."""
         out = {}
         touched = self.block[removed].unique().tolist()
         for bi in touched:

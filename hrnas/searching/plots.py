@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .._files import atomic_path
 from ..arch import Arch, branch_of
+from ..files import atomic_path
 
 __all__ = ["plot_arch", "plot_history"]
 

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple, Union
 
-from .._files import write_atomic
 from .._size import pair
+from ..files import write_atomic
 
 __all__ = ["SearchConfig", "PAPER_RHO", "renamed_settings"]
 

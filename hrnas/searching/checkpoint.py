@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .._files import is_temporary, write_atomic
+from ..files import is_temporary, write_atomic
 
 __all__ = [
     "CHECKPOINT_NAME",

@@ -1,7 +1,7 @@
 """The search loop: train the supernet with the cost-weighted L1 on its gates and shrink it as it goes.
 
 One run = one training of the supernet (reference section 4): every step adds ``rho * sum(penalty * |gamma|)``
-to the objective; every ``shrink_every`` steps the units selected by :mod:`hrnas.search.select` are physically
+to the objective; every ``shrink_every`` steps the units selected by :mod:`hrnas.searching.select` are physically
 removed (model, EMA and optimizer state sliced together, the removed units' constant output folded); every
 ``eval_every`` steps the EMA weights are evaluated after BatchNorm re-calibration, a row goes to
 ``history.jsonl`` and an atomic checkpoint is written. The network that comes out is the searched model, trained.
@@ -283,7 +283,7 @@ def search(
             ``input_size=(512, 512)``, ``epochs=...``, ``output_dir=...``, ``resume=...``,
             ``latency_table=...``; see ``SearchConfig``).
         loss: ``loss(output, target)``; default: the task preset's (cross-entropy, heatmap MSE...).
-        metric: a factory of :class:`hrnas.search.tasks.Metric`; default: the task preset's (mIoU, PCK, top-1).
+        metric: a factory of :class:`hrnas.searching.tasks.Metric`; default: the task preset's (mIoU, PCK, top-1).
 
     ``latency_model=`` is a deprecated name of the ``latency_table`` setting (a :class:`hrnas.LatencyTable` or the
     path of one, for ``latency_ms=`` budgets).

@@ -21,10 +21,10 @@ from typing import Any, Callable, Optional
 import torch
 
 from .. import latency
-from .._measure import device_key
 from ..arch import Arch
-from ..deploy import deploy
+from ..deployment import deploy
 from ..latency import LatencyTable
+from ..timing import device_key
 from .budget import BudgetController
 from .config import SearchConfig
 from .distributed import broadcast

@@ -1,7 +1,7 @@
 """The trainer: the network being searched, its optimizer, grad scaler and EMA, and one training step.
 
 Shrinking swaps in a smaller network (:meth:`Trainer.swap`): the model, the optimizer's per-parameter state and the
-EMA's shadow are sliced with one :class:`hrnas.search.shrink.ShrinkPlan`, so all three stay consistent, and the
+EMA's shadow are sliced with one :class:`hrnas.searching.shrink.ShrinkPlan`, so all three stay consistent, and the
 ``DistributedDataParallel`` wrapper is made again for the new model.
 """
 

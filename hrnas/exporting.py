@@ -17,9 +17,9 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-from ._files import atomic_path
 from ._size import pair
-from .deploy import deploy
+from .deployment import deploy
+from .files import atomic_path
 from .zoo import create_model
 
 __all__ = ["FORMATS", "export", "verify_onnx"]
