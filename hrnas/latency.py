@@ -250,7 +250,8 @@ class LatencyTable:
             e = self._entry(name, spec, hw[name])
             channel = tuple(self.scale * (e.channel[k] + (e.path[k] / h if shared else 0.0)) for k, h in spec.paths)
             # a token costs token_1 + token_2 * (2L - 1) at L live tokens (the marginal of the fitted quadratic)
-            linear = e.token[1] + (e.token[0] / spec.tokens if shared and spec.tokens else 0.0)
+            # (a fitted token_0 can be negative; a fixed cost shared as a reward would be no cost at all)
+            linear = e.token[1] + (max(e.token[0], 0.0) / spec.tokens if shared and spec.tokens else 0.0)
             out[name] = (channel, self.scale * linear, self.scale * e.token[2])
         return out
 

@@ -37,7 +37,7 @@ def true_block_us(spec: BlockSpec, hw) -> float:
     return t
 
 
-def synthetic_table(supernet, scale=1.5, offset=40.0):
+def synthetic_table(supernet, scale=1.5, offset=40.0, form="eval"):
     hw_of = block_input_sizes(supernet, SIZE)
     by_shape = {block_shape(spec, hw_of[name]): hw_of[name] for name, spec in supernet.named_blocks()}
 
@@ -46,9 +46,11 @@ def synthetic_table(supernet, scale=1.5, offset=40.0):
         return scale * sum(true_block_us(spec, hw[name]) for name, spec in arch.named_blocks()) + offset
 
     assert by_shape
+    # the eval form: a network's time is the sum of its blocks' (the deploy form's merged paths: tests below)
     return LatencyTable.build(
-        supernet, SIZE, "seg_tiny", time_block=true_block_us, time_network=time_network, calibration_archs=4
-    )
+        supernet, SIZE, "seg_tiny", time_block=true_block_us, time_network=time_network, calibration_archs=4,
+        form=form,
+    )  # fmt: skip
 
 
 def test_fit_recovers_known_terms_and_predicts_networks():
@@ -320,3 +322,42 @@ def test_an_erratic_device_still_reports_the_final_networks_measured_latency(mon
     )
     mine = [erratic_ms for arch, erratic_ms in zip(timed, readings) if arch.blocks() == res.arch.blocks()]
     assert mine and res.measured_latency_ms == pytest.approx(statistics.median(mine), abs=1e-4)
+
+
+def test_deploy_form_prices_merged_paths_and_shares_fixed_costs():
+    supernet = tiny_supernet(transformers=False).arch
+    table = synthetic_table(supernet, form="deploy")
+    assert table.form == "deploy" and LatencyTable.from_dict(table.to_dict()).form == "deploy"
+    hw = block_input_sizes(supernet, SIZE)
+    name, spec = next((n, s) for n, s in supernet.named_blocks() if len(s.paths) == 3)
+    entry = table.blocks[block_shape(spec, hw[name])]
+    # three paths cost three fixed costs run separately; merged, one path of the largest kernel and all channels
+    separate = entry.base + sum(entry.path[k] + entry.channel[k] * h for k, h in spec.paths)
+    merged = entry.base + entry.path[7] + entry.channel[7] * spec.hidden
+    assert entry.predict(spec, deploy=True) == pytest.approx(min(separate, merged))
+    assert entry.predict(spec) == pytest.approx(separate)
+    # a channel's penalty cost carries its share of its path's fixed cost: the narrower the path, the larger
+    channel, _, _ = table.unit_costs(supernet)[name]
+    assert channel == pytest.approx(tuple(1.5 * (entry.channel[k] + entry.path[k] / h) for k, h in spec.paths))
+    narrow = supernet.with_blocks({name: spec.replace(channels=(2, 2, 2))})
+    assert all(a > b for a, b in zip(table.unit_costs(narrow)[name][0], channel))
+    # an eval-form table keeps marginal costs (the fixtures of earlier searches were recorded with them)
+    eval_channel, _, _ = synthetic_table(supernet).unit_costs(supernet)[name]
+    assert eval_channel == pytest.approx(tuple(1.5 * entry.channel[k] for k, _ in spec.paths))
+
+
+def test_deploy_forms_compute_the_same_function():
+    from hrnas.deployment import deploy_forms
+    from hrnas.layers import MixedKernelBlock
+
+    block = MixedKernelBlock(BlockSpec(8, 8, 1, (3, 5, 7), (4, 6, 8))).eval()
+    for m in block.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):  # non-trivial statistics, so that folding is exercised
+            m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2), m.weight.data.uniform_(0.5, 1.5)
+    x = torch.randn(2, 8, 9, 9)
+    forms = deploy_forms(block)
+    assert [len(f.paths) for f in forms] == [3, 1]
+    with torch.no_grad():
+        for form in forms:
+            torch.testing.assert_close(form(x), block(x), rtol=1e-4, atol=1e-5)
+    assert len(deploy_forms(MixedKernelBlock(BlockSpec(8, 8, 1, (3,), (4,))))) == 1

