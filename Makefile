@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data test test-fast lint format demo bench docs examples zoo-table clean
+.PHONY: setup data test test-fast lint format demo bench docs examples zoo-table wheel-check min-deps-check clean
 
 setup: $(VENV)/.installed data
 
@@ -70,6 +70,16 @@ examples: setup
 		echo "== $$script --quick"; \
 		$(PY) $$script --quick --output-dir $(EXAMPLES_OUT)/$$name || exit 1; \
 	done
+
+# The release path: sdist and wheel built with the declared minimum setuptools, `twine check --strict`, the sdist's
+# contents, and a fresh environment with only the wheel running what a new user runs first (.ci/wheel_check.sh).
+wheel-check:
+	bash .ci/wheel_check.sh
+
+# Every dependency floor of pyproject.toml installed in its own environment, and the tests that exercise them
+# (.ci/min_deps.py; one torch thread).
+min-deps-check:
+	python3 .ci/min_deps.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

@@ -13,11 +13,11 @@ at 512x512 (docs/conventions.md).
 
 from __future__ import annotations
 
-import timm
 from _common import RESULTS, markdown_table, uniform_arch, write_csv, write_markdown
 
 import hrnas
 from hrnas.archs import zoo_entries, zoo_entry
+from hrnas.catalog import catalog_entry
 from hrnas.searching.budget import parse_amount
 
 
@@ -37,7 +37,8 @@ def main() -> None:
         budget_size = tuple(named.get("input_size", size))
         at_budget_size = hrnas.count_macs(model.arch, budget_size)
         metric = record.get("proxy_metric") or {}
-        tags = [t for t in timm.list_pretrained(f"{name}.*") if "." in t]
+        entry = catalog_entry(name)
+        tags = [f"{name}.{t.tag}" for t in entry.tags] if entry else []  # built by `hrnas zoo-build`, not published
         rows.append(
             dict(
                 model=name,
@@ -65,7 +66,8 @@ def main() -> None:
         "attention matmuls (fvcore trace); 'analytic' = count from the Arch integers (used by the search);",
         "'full' = paper + BatchNorm + resizes + pooling. Each model at its default configuration; 'budget used' is",
         "counted where the model's record states its budget (the seg budgets at 224x224, as the original code counts",
-        "them). 'metric' is what the weights reached on their own (proxy) data.",
+        "them). 'weights' are the tags `hrnas zoo-build NAME` makes (none is published); 'metric' is what the weights",
+        "reached on their own (proxy) data.",
         "Produced by `python benchmarks/zoo_costs.py`.",
         "",
     ]

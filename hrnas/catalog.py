@@ -15,9 +15,13 @@ from .arch import Arch
 from .archs import released_cls_arch, zoo_arch, zoo_entries
 from .spaces import get_space
 
-__all__ = ["CATALOG", "ModelEntry", "WeightsTag", "catalog_entry"]
+__all__ = ["CATALOG", "PUBLISHED", "ModelEntry", "WeightsTag", "catalog_entry"]
 
-HUB_ORG = "hrnas"  # the Hugging Face organisation the zoo's weights are published under
+# The Hub repos are named ``HUB_ORG/<name>.<tag>``. Nothing has been uploaded: the machines the zoo was made on cannot
+# reach the Hub, and the organisation is not ours to assume. A tag is looked up on the Hub only once its full name is
+# in PUBLISHED; until then its weights come from a local directory or the local Hub cache (hrnas.weights).
+HUB_ORG = "hrnas"
+PUBLISHED: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,10 @@ class WeightsTag:
     def hub_id(self, name: str) -> str:
         return f"{HUB_ORG}/{name}.{self.tag}"
 
+    def published(self, name: str) -> bool:
+        """Whether ``name.tag`` has been uploaded to the Hub (:data:`PUBLISHED`)."""
+        return f"{name}.{self.tag}" in PUBLISHED
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -47,6 +55,8 @@ class ModelEntry:
     task: str  # 'seg', 'pose' or 'cls'
     tags: tuple[WeightsTag, ...] = ()
     shipped: Callable[[], bool] = field(repr=False, default=lambda: True)
+    # the measured wall time of `hrnas zoo-build NAME`, which makes the weights of the first tag
+    build_time: str = ""
 
     @property
     def dense(self) -> bool:
@@ -107,6 +117,16 @@ def _custom_default() -> Arch:
     return _space_supernet("cls_tiny")().replace(name="hrnas_custom_default")
 
 
+# Wall times of `hrnas zoo-build NAME`: the searches are the seed-0 "search" rows of
+# benchmarks/results/zoo_quality.csv (the recipe's own run: wall_s and the threads it ran on); hrnas_cls_a's
+# training run is in benchmarks/results/doc_timings.md.
+_BUILD_TIMES = {
+    "hrnas_cls_a": "11 min on one CPU core",  # 633 s, 1 thread (the other core busy)
+    "hrnas_seg_a": "18 min on 2 CPU cores",  # 1102 s, 2 threads
+    "hrnas_seg_b": "29 min on one CPU core",  # 1739 s, 1 thread
+    "hrnas_cls_b": "63 min on 2 CPU cores",  # 3758 s, 2 threads
+}
+
 CATALOG: tuple[ModelEntry, ...] = (
     ModelEntry("hrnas_supernet_seg", "HR-NAS seg supernet (Cityscapes settings)", _space_supernet("seg"), 19,
                (512, 1024), "seg"),
@@ -120,19 +140,19 @@ CATALOG: tuple[ModelEntry, ...] = (
     ModelEntry("hrnas_supernet_tiny_cls", "small classification supernet for CPU demos",
                _space_supernet("cls_tiny"), 10, (32, 32), "cls"),
     ModelEntry("hrnas_cls_a", "HR-NAS authors' released ImageNet architecture, retrain form", _released, 1000,
-               (224, 224), "cls", (_FMNIST,)),
+               (224, 224), "cls", (_FMNIST,), build_time=_BUILD_TIMES["hrnas_cls_a"]),
     # The dense entries are the second zoo's (hrnas.release.recipes.ZOO_RECIPES: seg budgets counted at 224x224 as
     # the paper counts them, textured proxies); the first zoo's architectures stay buildable with arch_version=1.
     # hrnas_cls_b is the second zoo's too: searched on 64x64 textured Fashion-MNIST (a 2x2 map at stride 32, where
     # the first zoo's 32x32 gave 1x1).
     ModelEntry("hrnas_cls_b", "HR-NAS searched to 0.33 GMACs at 224x224 (1000 classes)", _searched("hrnas_cls_b"),
-               1000, (224, 224), "cls", (_TEXTURED_FMNIST,), _ships("hrnas_cls_b")),
+               1000, (224, 224), "cls", (_TEXTURED_FMNIST,), _ships("hrnas_cls_b"), _BUILD_TIMES["hrnas_cls_b"]),
     ModelEntry("hrnas_seg_a", "HR-NAS-A's budget: searched to 1.4 GMACs at 224x224 as the paper counts (150 classes; "
                "6.9 G at 512x512)", _searched("hrnas_seg_a"), 150, (224, 224), "seg", (_TEXTURED_SCENES,),
-               _ships("hrnas_seg_a")),
+               _ships("hrnas_seg_a"), _BUILD_TIMES["hrnas_seg_a"]),
     ModelEntry("hrnas_seg_b", "HR-NAS-B's budget: searched to 2.2 GMACs at 224x224 as the paper counts (150 classes; "
                "10.9 G at 512x512)", _searched("hrnas_seg_b"), 150, (224, 224), "seg", (_TEXTURED_SCENES,),
-               _ships("hrnas_seg_b")),
+               _ships("hrnas_seg_b"), _BUILD_TIMES["hrnas_seg_b"]),
     ModelEntry("hrnas_pose_a", "HR-NAS searched to 205 MMACs at 256x192 (17 keypoints)", _searched("hrnas_pose_a"),
                17, (256, 192), "pose", (), _ships("hrnas_pose_a")),
     ModelEntry("hrnas_pose_b", "HR-NAS searched to 319 MMACs at 256x192 (17 keypoints)", _searched("hrnas_pose_b"),

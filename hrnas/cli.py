@@ -1,12 +1,13 @@
 """The ``hrnas`` command line: a thin layer over the public API.
 
-hrnas list [PATTERN] [--pretrained]        registered models and their weights tags
+hrnas --version
+hrnas list [PATTERN] [--pretrained]        registered models, their weights tags and where those are
 hrnas spaces                               search-space presets
 hrnas summary MODEL|ARCH.json [--input-size H W]
 hrnas profile MODEL|ARCH.json [--input-size H W] [--convention paper|full] [--depth N]
 hrnas search [...]                         architecture search (no options: the CPU demo)
 hrnas export MODEL OUT [--format onnx|torchscript|exported_program]
-hrnas zoo-build NAME [--output-dir DIR] [--resume]    re-make a zoo model from its recorded recipe
+hrnas zoo-build NAME [--output-dir DIR] [--weights-dir DIR] [--resume]    re-make a zoo model and its weights
 hrnas push DIR --repo-id ORG/NAME [--dry-run OUT]
 hrnas convert WEIGHTS ARCH.json --output-dir DIR [--task cls|seg|pose]
 """
@@ -44,17 +45,38 @@ def _cmd_list(args: argparse.Namespace) -> int:
     import fnmatch
 
     from .catalog import CATALOG
+    from .weights import find_weights
 
     entries = [e for e in CATALOG if fnmatch.fnmatch(e.name, args.pattern or "*") and e.shipped()]
+    # where each tag's weights are: a local directory or the local Hub cache (no network is used), or published
+    found = {(e.name, t.tag): find_weights(e.name, t, network=False) for e in entries for t in e.tags}
+    loadable = {key for key, where in found.items() if where is not None}
+    loadable |= {(e.name, t.tag) for e in entries for t in e.tags if t.published(e.name)}
     if args.pretrained:
-        entries = [e for e in entries if e.tags]
+        entries = [e for e in entries if any((e.name, t.tag) in loadable for t in e.tags)]
     width = max((len(e.name) for e in entries), default=0)
     for entry in entries:
         h, w = entry.input_size
         print(f"{entry.name:<{width}}  {entry.description} [{entry.outputs}, {h}x{w}]")
         for tag in entry.tags:
-            print(f"{'':<{width}}  .{tag.tag}: weights trained on {tag.trained_on}")
+            where = found[entry.name, tag.tag]
+            if where is not None:
+                status = f"here ({where.location})"
+            elif tag.published(entry.name):
+                status = f"on the Hub ({tag.hub_id(entry.name)})"
+            else:
+                status = f"not published; `hrnas zoo-build {entry.name}` builds them"
+            if args.pretrained and (entry.name, tag.tag) not in loadable:
+                continue
+            print(f"{'':<{width}}  .{tag.tag}: weights trained on {tag.trained_on}; {status}")
     if not entries:
+        if args.pretrained and not args.pattern:
+            print(
+                "no hrnas weights are published or found here yet; `hrnas list` shows each tag and the command "
+                "that builds it",
+                file=sys.stderr,
+            )
+            return 0
         print(f"no hrnas model matches {args.pattern!r}", file=sys.stderr)
         return 1
     return 0
@@ -187,11 +209,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_zoo_build(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
     from .release.recipes import build_zoo_entry
 
     entry = build_zoo_entry(
-        args.name, args.output_dir, quick=args.quick, progress=not args.no_progress, resume=args.resume
-    )
+        args.name, args.output_dir, quick=args.quick, progress=not args.no_progress, resume=args.resume,
+        weights_dir=args.weights_dir,
+    )  # fmt: skip
     rec = entry["record"]
     h, w = rec["named_configuration"]["input_size"]
     print(
@@ -199,6 +223,12 @@ def _cmd_zoo_build(args: argparse.Namespace) -> int:
         f"(budget {rec['budget']}); proxy {rec['proxy_metric']['name']} {rec['proxy_metric']['value']}"
     )
     print(f"wrote {os.path.join(args.output_dir, entry['name'] + '.json')} (copy it to hrnas/archs/zoo/ to ship it)")
+    if entry["weights_dir"]:
+        tag = os.path.basename(entry["weights_dir"])
+        print(f"wrote the weights {tag} to {entry['weights_dir']}", end="")
+        print("" if args.quick else f" (hrnas.create_model({tag!r}, pretrained=True) finds them there)")
+    minutes, seconds = divmod(time.perf_counter() - started, 60)
+    print(f"wall time: {int(minutes)} min {seconds:.0f} s")
     return 0
 
 
@@ -327,7 +357,10 @@ def _add_search_parser(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="hrnas", description="HR-NAS networks and search (timm model family).")
+    parser.add_argument("--version", action="version", version=f"hrnas {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="list registered hrnas models and their weights tags")
@@ -365,7 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-make a zoo model: run its recorded search (or training) and write its entry and weights",
     )
     p.add_argument("name", help="a zoo model with a recipe (hrnas_seg_a, hrnas_cls_b, ...)")
-    p.add_argument("--output-dir", default="runs/zoo")
+    p.add_argument("--output-dir", default="runs/zoo", help="the entry NAME.json and the run (default: runs/zoo)")
+    p.add_argument(
+        "--weights-dir",
+        help="where the weights directory NAME.TAG goes (default: $HRNAS_WEIGHTS_DIR, else ~/.cache/hrnas/weights, "
+        "where create_model(NAME, pretrained=True) looks; with --quick: --output-dir)",
+    )
     p.add_argument("--quick", action="store_true", help="a smoke test on a few steps (not a zoo model)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --output-dir")
     p.add_argument("--no-progress", action="store_true")

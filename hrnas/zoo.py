@@ -31,6 +31,7 @@ from .arch import Arch
 from .archs import zoo_arch
 from .catalog import CATALOG, ModelEntry, WeightsTag, catalog_entry
 from .hub_access import REACH_TIMEOUT_S, cached_file, cached_snapshot, hub_offline, hub_reachable
+from .weights import find_weights, missing_weights_message
 
 if TYPE_CHECKING:
     from .net import HRNASNet
@@ -72,10 +73,22 @@ def _dense_cfg(num_classes: int, height: int, width: int, **kwargs: Any) -> dict
     )
 
 
+def _advertised_source(entry: ModelEntry, tag: WeightsTag) -> dict[str, Any]:
+    """The weight source a tag's registered config shows, so that ``timm.list_pretrained`` lists a tag exactly when
+    its weights can be loaded here (a local directory, the local Hub cache) or are published. Where they are looked
+    up at creation time is decided again then (:func:`_pretrained_source`)."""
+    found = find_weights(entry.name, tag, network=False)
+    if found is not None and found.kind == "directory":
+        return {"file": os.path.join(found.location, _hub.WEIGHTS_NAME)}
+    if found is not None or tag.published(entry.name):
+        return {"hf_hub_id": tag.hub_id(entry.name)}
+    return {}
+
+
 def _tag_cfg(entry: ModelEntry, tag: WeightsTag) -> dict[str, Any]:
     h, w = tag.input_size
     return _cfg(
-        hf_hub_id=tag.hub_id(entry.name),
+        **_advertised_source(entry, tag),
         num_classes=tag.num_classes,
         input_size=(3, h, w),
         pool_size=(h // 4, w // 4) if entry.dense else (max(1, h // 32), max(1, w // 32)),
@@ -127,7 +140,49 @@ def _create_hrnas(variant: str, arch: Arch, pretrained: bool = False, **kwargs: 
     )
 
 
+_SOURCE_KEYS = ("state_dict", "file", "url", "hf_hub_id")
+# what timm.create_model passes to every entrypoint; a model directory is loaded with them unset
+_FACTORY_KEYS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")
+
+
+def _pretrained_source(variant: str, kwargs: dict[str, Any]) -> Optional[str]:
+    """Resolve the weights of a catalog model asked for with ``pretrained=True``, as timm does for its own: a bare
+    name means its default (first) weights tag. They are looked up in a local directory, the local Hub cache, then
+    the Hub (published tags only; :mod:`hrnas.weights`). Returns a model directory to load, or ``None`` after
+    pointing ``kwargs`` at the weights file or Hub repo; raises :class:`WeightsUnavailableError` when there are none.
+    Weights the caller names (a ``pretrained_cfg`` dict, as ``local-dir:`` and ``hf-hub:`` pass, or a source in
+    ``pretrained_cfg_overlay``) are left to timm."""
+    asked = kwargs.get("pretrained_cfg")
+    overlay = dict(kwargs.get("pretrained_cfg_overlay") or {})
+    if (asked and not isinstance(asked, str)) or any(overlay.get(key) for key in _SOURCE_KEYS):
+        return None
+    entry = _CATALOG[variant]
+    tags = {t.tag: t for t in entry.tags}
+    if asked and asked not in tags:
+        known = ", ".join(f"{variant}.{t}" for t in tags) or "none"
+        raise WeightsUnavailableError(f"{variant!r} has no weights tag {asked!r} (its tags: {known})")
+    tag = tags[asked] if asked else (entry.tags[0] if entry.tags else None)
+    name = f"{variant}.{asked}" if asked else variant
+    if tag is None:
+        raise WeightsUnavailableError(missing_weights_message(entry, None, asked=name))
+    kwargs["pretrained_cfg"] = tag.tag
+    reachable = tag.published(variant) and not hub_offline() and hub_reachable()
+    found = find_weights(variant, tag, network=reachable)
+    if found is None:
+        raise WeightsUnavailableError(missing_weights_message(entry, tag, asked=name))
+    if found.kind == "directory":
+        return found.location
+    key = "file" if found.kind == "hub-cache" else "hf_hub_id"
+    kwargs["pretrained_cfg_overlay"] = {**overlay, key: found.location}
+    return None
+
+
 def _from_catalog(variant: str, pretrained: bool, kwargs: dict[str, Any]) -> HRNASNet:
+    if pretrained:
+        directory = _pretrained_source(variant, kwargs)
+        if directory is not None:
+            # the directory's config.json carries the exact Arch its weights belong to
+            return _hub.load_pretrained(directory, **{k: v for k, v in kwargs.items() if k not in _FACTORY_KEYS})
     # arch= : a model directory's own record of the network its weights belong to (hrnas.save_pretrained)
     arch = Arch.coerce(kwargs.pop("arch")) if "arch" in kwargs else _CATALOG[variant].arch()
     return _create_hrnas(variant, arch, pretrained, **kwargs)
@@ -263,8 +318,7 @@ def hrnas_custom(pretrained: bool = False, **kwargs: Any) -> HRNASNet:
     """Any HR-NAS architecture: ``create_model('hrnas_custom', arch=...)`` with an :class:`hrnas.Arch`, its dict
     form or a path to its JSON file. Without ``arch=`` it builds a small default (the ``cls_tiny`` supernet,
     10 classes, transformers off), so that code walking timm's registry can build every name with no arguments."""
-    arch = Arch.coerce(kwargs.pop("arch")) if "arch" in kwargs else _CATALOG["hrnas_custom"].arch()
-    return _create_hrnas("hrnas_custom", arch, pretrained, **kwargs)
+    return _from_catalog("hrnas_custom", pretrained, kwargs)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -307,13 +361,15 @@ def _check_weights_exist(name: str, kwargs: dict[str, Any]) -> Optional[str]:
     )
 
 
-def _unavailable(name: str, repo_id: str, error: Exception) -> WeightsUnavailableError:
+def _unavailable(name: str, repo_id: Optional[str], error: Exception) -> WeightsUnavailableError:
+    repo = f" (Hugging Face repo {repo_id!r})" if repo_id else ""
+    get = f"huggingface_hub.snapshot_download({repo_id!r})" if repo_id else "huggingface_hub.snapshot_download"
+    arch_name = name.split(":", 1)[-1].split(".", 1)[0]
+    build = f", or `hrnas zoo-build {arch_name}` builds them here" if arch_name in _CATALOG else ""
     return WeightsUnavailableError(
-        f"the weights of {name!r} (Hugging Face repo {repo_id!r}) are not in the local cache and could not be "
-        f"downloaded ({type(error).__name__}); ways out: download them where there is network "
-        f"(`hf download {repo_id}`) and copy the Hugging Face cache over, or pass "
-        "pretrained_cfg_overlay=dict(file='path/to/model.safetensors'), or make them with "
-        f"`hrnas zoo-build {name.split('.', 1)[0]}` and load the directory it writes"
+        f"the weights of {name!r}{repo} are not in the local Hugging Face cache and could not be downloaded "
+        f"({type(error).__name__}): run {get} where there is network and copy the cache over, or pass "
+        f"pretrained_cfg_overlay=dict(file='path/to/model.safetensors'){build}"
     )
 
 
@@ -360,7 +416,11 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> HRNASNet
         name: a registered name (``'hrnas_cls_a'``), ``'name.tag'`` for a specific weights tag,
             ``'hf-hub:org/repo'``, or a local model directory (``save_pretrained`` / ``SearchResult.save`` output;
             its weights are always loaded).
-        pretrained: load weights.
+        pretrained: load weights. A registered name alone loads its default weights tag, as timm does
+            (``'hrnas_seg_a'`` means ``'hrnas_seg_a.textured_scenes'``). A tag's weights are found in a local
+            directory (``$HRNAS_WEIGHTS_DIR/<name>.<tag>``, where ``hrnas zoo-build`` writes them), the local
+            Hugging Face cache, or on the Hub for published tags (:mod:`hrnas.weights`); without any of them
+            :class:`WeightsUnavailableError` says which command builds them.
         **kwargs: passed to ``timm.create_model`` (``num_classes``, ``in_chans``, ``features_only``,
             ``out_indices``, ``arch`` for ``hrnas_custom``...).
     """
@@ -371,17 +431,21 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> HRNASNet
     if _hub.is_model_dir(name):
         return _hub.load_pretrained(name, **kwargs)
     _check_model_name(name)
+    hub_name = name.startswith(("hf-hub:", "hf_hub:"))
+    # the catalog's own names resolve their weights in their entrypoint (_pretrained_source), for timm too
+    ours = name.split(".", 1)[0] in _CATALOG
     repo_id = None
-    if pretrained and not name.startswith(("hf-hub:", "hf_hub:", "local-dir:")):
-        repo_id = _check_weights_exist(name, kwargs)
-    elif pretrained and name.startswith(("hf-hub:", "hf_hub:")):
+    if pretrained and hub_name:
         repo_id = name.split(":", 1)[1]
-    if repo_id is None:
-        return timm.create_model(name, pretrained=pretrained, **kwargs)
-    name, kwargs = _when_hub_unreachable(name, repo_id, kwargs)
+    elif pretrained and not ours and not name.startswith("local-dir:"):
+        repo_id = _check_weights_exist(name, kwargs)
+    if repo_id is not None:
+        name, kwargs = _when_hub_unreachable(name, repo_id, kwargs)
+    if not pretrained:
+        return timm.create_model(name, **kwargs)
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
     try:
-        return timm.create_model(name, pretrained=pretrained, **kwargs)
+        return timm.create_model(name, pretrained=True, **kwargs)
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, HfHubHTTPError, ConnectionError) as e:
         raise _unavailable(name, repo_id, e) from None

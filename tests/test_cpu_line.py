@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import hrnas
-from hrnas.arch import BlockSpec
 from hrnas.layers import MixedKernelBlock
 from hrnas.release.recipes import ZOO_RECIPES
 from hrnas.searching.select import UnitIndex, round_paths, select_units

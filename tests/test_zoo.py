@@ -55,10 +55,10 @@ def test_cards_say_where_the_searched_channels_went(name):
 def test_default_is_the_sized_configuration_and_tags_name_their_data():
     assert hrnas.create_model("hrnas_cls_a").num_classes == 1000
     tagged = hrnas.create_model("hrnas_cls_a.fmnist")
-    assert tagged.num_classes == 10 and tagged.pretrained_cfg["hf_hub_id"] == "hrnas/hrnas_cls_a.fmnist"
-    assert tagged.pretrained_cfg["input_size"] == (3, 32, 32)
-    assert "hrnas_cls_a.fmnist" in timm.list_pretrained("hrnas_*")
-    assert not any(n.startswith("hrnas_supernet") for n in timm.list_pretrained("hrnas_*"))
+    assert tagged.num_classes == 10 and tagged.pretrained_cfg["input_size"] == (3, 32, 32)
+    # not published, and not built in the tests' empty weights directory (conftest): so not advertised either
+    assert not tagged.pretrained_cfg.get("hf_hub_id") and not tagged.pretrained_cfg.get("file")
+    assert timm.list_pretrained("hrnas_*") == []
 
 
 def _fake_entry(budget="1.4G", tag="textured_scenes"):

@@ -4,8 +4,10 @@ Data: ``hrnas.data.FashionMNIST``: the real Fashion-MNIST images and labels (Zal
 ``dataset-fashion-mnist`` package, 10 classes, grey images resized to ``--image-size``. The model takes them as
 one channel (``in_chans=1``: with pretrained weights, timm sums the stem's RGB filters into one).
 
-Weights: ``--pretrained`` starts from the model's default weights tag (``timm.list_pretrained('hrnas_*')`` lists
-the models that have some). Without it, the model starts from random initialisation, as ``--quick`` does.
+Weights: ``--pretrained`` starts from the model's default weights tag. None is published yet: ``hrnas zoo-build
+NAME`` builds it into ``$HRNAS_WEIGHTS_DIR`` (default ``~/.cache/hrnas/weights``), where ``create_model`` finds it
+(``hrnas list`` shows where each tag is). Without it, the model starts from random initialisation, as ``--quick``
+does.
 
     python docs/examples/finetune_classification.py --quick   # under a minute on 2 CPU cores
     python docs/examples/finetune_classification.py           # 5 epochs of 1,000 images per class
@@ -32,7 +34,11 @@ from hrnas.data.fashion_mnist import NUM_CLASSES
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="hrnas_supernet_tiny_cls", help="any hrnas classification model")
-    p.add_argument("--pretrained", action="store_true", help="start from the model's default weights tag")
+    p.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="start from the model's default weights tag (none is published: `hrnas zoo-build NAME` builds it)",
+    )
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--per-class", type=int, default=1000, help="training images per class (6,000 = all)")
     p.add_argument("--val-per-class", type=int, default=200, help="test images per class (1,000 = all)")

@@ -90,7 +90,11 @@ class HeatmapNet(nn.Module):
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backbone", default="hrnas_supernet_tiny_seg", help="any hrnas model (hrnas list)")
-    p.add_argument("--pretrained", action="store_true", help="start the backbone from its default weights tag")
+    p.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="start the backbone from its default weights tag (none is published: `hrnas zoo-build NAME` builds it)",
+    )
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--train-size", type=int, default=4000)
     p.add_argument("--val-size", type=int, default=500)

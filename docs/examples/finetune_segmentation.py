@@ -5,9 +5,10 @@ and classes are real Fashion-MNIST; the masks are derived from those pixels (11 
 clothing classes); the layout is synthetic. It needs Debian's ``dataset-fashion-mnist`` package. It is a quick,
 reproducible segmentation task, not evidence about real-world segmentation quality.
 
-Weights: ``--pretrained`` starts from the model's default weights tag (``timm.list_pretrained('hrnas_*')`` lists
-the models that have some; they come from the Hugging Face Hub or its local cache). Without it, the model starts
-from random initialisation, as ``--quick`` does.
+Weights: ``--pretrained`` starts from the model's default weights tag. None is published yet: ``hrnas zoo-build
+NAME`` builds it into ``$HRNAS_WEIGHTS_DIR`` (default ``~/.cache/hrnas/weights``), where ``create_model`` finds it
+(``hrnas list`` shows where each tag is). Without it, the model starts from random initialisation, as ``--quick``
+does.
 
     python docs/examples/finetune_segmentation.py --quick      # under a minute on 2 CPU cores
     python docs/examples/finetune_segmentation.py              # 3 epochs of 4,000 scenes
@@ -32,7 +33,11 @@ from hrnas.searching import get_task
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="hrnas_supernet_tiny_seg", help="any dense hrnas model (hrnas list)")
-    p.add_argument("--pretrained", action="store_true", help="start from the model's default weights tag")
+    p.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="start from the model's default weights tag (none is published: `hrnas zoo-build NAME` builds it)",
+    )
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--train-size", type=int, default=4000, help="training scenes")
     p.add_argument("--val-size", type=int, default=500, help="validation scenes")

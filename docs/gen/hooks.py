@@ -10,6 +10,9 @@
   lists yet.
 - ``images/network_*.png`` are drawn from real ``Arch`` objects by ``draw_network.py``.
 
+And one check: every built page shows the files it includes (``--8<-- "path"``), not the marker
+(:mod:`snippets_check`); the build fails otherwise.
+
 Nothing here is hard-coded about which models or results exist: a model registered or a benchmark committed
 later shows up at the next build.
 """
@@ -37,13 +40,15 @@ BENCH_ORDER = ("zoo_costs", "latency", "latency_quick", "search_cost", "search_c
 log = logging.getLogger("mkdocs.hooks.hrnas")
 
 
-def _draw_module():
-    spec = importlib.util.spec_from_file_location(
-        "hrnas_docs_draw_network", Path(__file__).with_name("draw_network.py")
-    )
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"hrnas_docs_{name}", Path(__file__).with_name(f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _draw_module():
+    return _load("draw_network")
 
 
 # -- generated files ------------------------------------------------------------------------------------
@@ -146,3 +151,12 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
     if BENCH_MARKER in markdown:
         markdown = markdown.replace(BENCH_MARKER, benchmark_results())
     return markdown
+
+
+def on_post_page(output: str, page, config) -> str:
+    from mkdocs.exceptions import PluginError
+
+    found = _load("snippets_check").problems(page.file.content_string, output)
+    if found:
+        raise PluginError(f"{page.file.src_uri}: " + "; ".join(found))
+    return output

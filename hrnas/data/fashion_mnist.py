@@ -114,7 +114,8 @@ def _find_file(directory: Path, stem: str) -> Path:
     raise DataNotFoundError(
         f"Fashion-MNIST file {directory / stem}.gz (or uncompressed {stem}) was not found; "
         "install it with `apt-get install dataset-fashion-mnist` (Debian) or pass data_dir= / "
-        f"set {ENV_VAR} to a folder holding the four Fashion-MNIST idx files."
+        f"set {ENV_VAR} to a folder holding the four Fashion-MNIST idx files (the data/fashion folder of "
+        "Zalando Research's fashion-mnist repository; hrnas downloads nothing)."
     )
 
 

@@ -357,12 +357,22 @@ def measured_against(recipe: ZooRecipe, arch: Arch) -> dict[str, Any]:
 
 
 def build_zoo_entry(
-    name: str, output_dir: str | os.PathLike, *, quick: bool = False, progress: bool = True, resume: bool = False
+    name: str,
+    output_dir: str | os.PathLike,
+    *,
+    quick: bool = False,
+    progress: bool = True,
+    resume: bool = False,
+    weights_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
-    """Run the recipe of zoo model ``name``; write its entry (and weights directory) into ``output_dir``.
+    """Run the recipe of zoo model ``name``; write its entry into ``output_dir`` and, for a recipe with a weights
+    tag, its weights directory ``NAME.TAG`` into ``weights_dir``.
 
-    ``quick`` shrinks the data and the run to a smoke test (the result is not a zoo model). ``resume`` continues an
-    interrupted run of the same ``output_dir`` from its last checkpoint. Returns the entry.
+    ``weights_dir`` defaults to :func:`hrnas.weights.weights_dir` (``$HRNAS_WEIGHTS_DIR``, else
+    ``~/.cache/hrnas/weights``), where ``hrnas.create_model(NAME, pretrained=True)`` finds them; with ``quick`` it
+    defaults to ``output_dir``, since a smoke test's weights are not the zoo model's. ``quick`` shrinks the data and
+    the run to a smoke test. ``resume`` continues an interrupted run of the same ``output_dir`` from its last
+    checkpoint. Returns the entry, with the weights directory under ``"weights_dir"`` (``None`` without a tag).
     """
 
     if name not in ZOO_RECIPES:
@@ -410,15 +420,20 @@ def build_zoo_entry(
         },
     }
     write_atomic(out / f"{name}.json", json.dumps(entry, indent=1) + "\n")
+    entry = {**entry, "weights_dir": None}
     if recipe.tag:
         from ..data import fashion_mnist, textured
+        from ..weights import weights_dir as default_weights_dir
 
         # the proxies are grey images replicated to RGB, normalised by their own statistics
         stats = textured if data.name.startswith("textured-") else fashion_mnist
-        weights_dir = out / f"{name}.{recipe.tag}"
+        if weights_dir is None:
+            weights_dir = out if quick else default_weights_dir()
+        target = Path(weights_dir) / f"{name}.{recipe.tag}"
+        entry["weights_dir"] = str(target)
         save_pretrained(
             result.model,
-            weights_dir,
+            target,
             model_card=zoo_card(entry, recipe.tag, result.metric),
             pretrained_cfg={
                 "input_size": (3, data.image_size, data.image_size),

@@ -3,7 +3,7 @@
 A search checkpoint is ``{"version": CHECKPOINT_VERSION, "arch", "config", "step", "rng", and one entry per
 component: "trainer", "penalty", "controller", "feedback", "recorder"}``, each component's ``state_dict()``;
 :func:`write_search_checkpoint` and :func:`read_search_checkpoint` are the only writer and reader of that layout
-(a checkpoint of hrnas 0.1 before issue 18, flat and without a version, is read as version 2, and version 2 as 3).
+(a checkpoint written before checkpoints had versions, flat, is read as version 2, and version 2 as 3).
 
 A checkpoint file is a one-line header (a magic string and the SHA-256 of the payload) followed by a
 ``torch.save`` payload that holds only tensors and plain Python values. It is written to a temporary file,

@@ -83,14 +83,14 @@ class SearchConfig:
         tail: budget mode, what the rest of the run does once the network has reached the budget: ``'finetune'``
             (default) stops the penalty and restarts the learning rate (warm-up, then the schedule over the rest
             of the run), so that the network that survived is trained as a network of its own; ``'penalised'``
-            keeps the penalty, lowered step by step, and the schedule running (before 0.2; see docs/search.md for
-            the measurements behind the change).
+            keeps the penalty, lowered step by step, and the schedule running (the earlier default; docs/search.md
+            has the measurements behind the change).
         rho_limit: budget mode: the controller keeps rho within ``[1e-3, rho_limit] x`` its natural scale (the strength
             at which the penalty could move a gate of penalty 1 by about 1 before the budget is reached). Default 1:
-            above it the cost weighting decides alone which units survive (10 before 0.2; docs/search.md).
+            above it the cost weighting decides alone which units survive (the earlier default was 10; docs/search.md).
         cut_rank: budget mode, how units the trajectory forces out are ranked: ``'taylor'`` (default) by their
             measured importance per unit of cost (the running mean of ``|gamma * dL/dgamma|``, the loss their removal
-            would add to first order, over their cost), ``'gate'`` by ``|gamma|`` alone (before 0.2).
+            would add to first order, over their cost), ``'gate'`` by ``|gamma|`` alone (the earlier default).
         channel_multiple: every kernel path keeps a multiple of this many hidden channels at every cut (rounded to
             the nearest, down at the final cut so that the budget holds; 1: any count). Convolutions over some
             channel counts run faster on some devices (``benchmarks/cpu_shapes.py`` measures which here).
