@@ -307,7 +307,7 @@ class LatencyTable:
         }
         return cls(
             d["key"], d["space"], tuple(d["input_size"]), d["batch_size"], blocks, d["scale"], d["offset"],
-            d.get("calibration"), d.get("reference"),
+            d.get("calibration"), d.get("reference"), d.get("form", "eval"),
         )  # fmt: skip
 
     def save(self, path: str | os.PathLike) -> None:

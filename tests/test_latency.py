@@ -121,7 +121,7 @@ def test_file_round_trip_cache_and_clear_errors(tmp_path, monkeypatch):
     assert len(calls) == 2
     assert len(list((tmp_path / "cache" / "latency").glob("*.json"))) == 2
     # a table cached by an older hrnas (no reference network to cancel drift) is measured again
-    path = hrnas.latency._cache_path(first.key, supernet, "seg", (32, 32), 1)
+    path = hrnas.latency._cache_path(first.key, supernet, "seg", (32, 32), 1, "deploy")
     stale = LatencyTable.load(path)
     stale.reference = None
     stale.save(path)
@@ -297,7 +297,8 @@ def test_search_measures_or_reuses_the_table_by_itself(tmp_path, monkeypatch):
     small = dict(steps=6, batch_size=8, shrink_every=2, calib_batches=1, progress=False, latency_feedback=False)
     res = hrnas.search(supernet, *scenes, latency_ms=target, input_size=SIZE, **small)
     assert res.budget_kind == "latency" and res.budget == round(1e3 * target)
-    assert 0.95 * target <= cached.predict(res.arch) <= target
+    # costs are whole microseconds: the bound holds to within half of one
+    assert 0.95 * target - 5e-4 <= cached.predict(res.arch) <= target + 5e-4
 
 
 def test_an_erratic_device_still_reports_the_final_networks_measured_latency(monkeypatch):
@@ -338,7 +339,8 @@ def test_deploy_form_prices_merged_paths_and_shares_fixed_costs():
     assert entry.predict(spec) == pytest.approx(separate)
     # a channel's penalty cost carries its share of its path's fixed cost: the narrower the path, the larger
     channel, _, _ = table.unit_costs(supernet)[name]
-    assert channel == pytest.approx(tuple(1.5 * (entry.channel[k] + entry.path[k] / h) for k, h in spec.paths))
+    scale = table.scale  # fitted on networks timed as sums of separate paths: not the eval form's 1.5
+    assert channel == pytest.approx(tuple(scale * (entry.channel[k] + entry.path[k] / h) for k, h in spec.paths))
     narrow = supernet.with_blocks({name: spec.replace(channels=(2, 2, 2))})
     assert all(a > b for a, b in zip(table.unit_costs(narrow)[name][0], channel))
     # an eval-form table keeps marginal costs (the fixtures of earlier searches were recorded with them)
