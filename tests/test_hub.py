@@ -65,6 +65,7 @@ def _offline(cache: str, code: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.e2e
 def test_named_weights_load_through_the_hub_cache_offline(hub_cache, tmp_path):
     cache, name, state = hub_cache
     repo = f"hrnas/{name}"
@@ -121,6 +122,7 @@ def test_named_weights_load_through_the_hub_cache_offline(hub_cache, tmp_path):
     assert y.shape[1] == out.num_classes and (y.ndim == 2 or tuple(y.shape[2:]) == (size[0] // 4, size[1] // 4))
 
 
+@pytest.mark.e2e
 def test_uncached_weights_without_network_name_the_repo_and_the_ways_out(tmp_path):
     (tmp_path / "empty").mkdir()
     proc = _offline(
@@ -140,6 +142,7 @@ def test_uncached_weights_without_network_name_the_repo_and_the_ways_out(tmp_pat
         assert way in message
 
 
+@pytest.mark.model
 def test_local_weights_file_via_overlay(hub_cache, tmp_path):
     _, name, state = hub_cache
     from safetensors.torch import save_file
@@ -147,9 +150,11 @@ def test_local_weights_file_via_overlay(hub_cache, tmp_path):
     path = tmp_path / "w.safetensors"
     save_file(state, str(path))
     m = hrnas.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)))
-    assert all(torch.equal(m.state_dict()[k], v) for k, v in state.items())
+    loaded = m.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
 
 
+@pytest.mark.model
 def test_model_directory_names_registered_architecture(tmp_path):
     model = hrnas.create_model("hrnas_cls_a", num_classes=7)
     hrnas.save_pretrained(model, tmp_path / "d", architecture="hrnas_cls_a")
@@ -168,6 +173,7 @@ def test_model_directory_names_registered_architecture(tmp_path):
     assert hrnas.create_model(str(tmp_path / "e")).arch.blocks() == narrower.blocks() != model.arch.blocks()
 
 
+@pytest.mark.model
 def test_push_dry_run_writes_exactly_the_upload(tmp_path):
     torch.manual_seed(0)
     model = hrnas.create_model("hrnas_supernet_tiny_cls")
@@ -188,9 +194,11 @@ def test_push_dry_run_writes_exactly_the_upload(tmp_path):
     assert plan["sha256"]["model.safetensors"] == hashlib.sha256((src / "model.safetensors").read_bytes()).hexdigest()
     # the staged directory is itself a loadable model
     again = hrnas.create_model(str(staged))
-    assert all(torch.equal(again.state_dict()[k], v) for k, v in model.state_dict().items())
+    loaded = again.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in model.state_dict().items())
 
 
+@pytest.mark.model
 def test_push_refuses_bad_input(tmp_path):
     with pytest.raises(ValueError, match="org/name"):
         push_to_hub(tmp_path, "no-slash", dry_run=tmp_path / "x")
@@ -203,6 +211,7 @@ def test_push_refuses_bad_input(tmp_path):
     assert not (tmp_path / "staged").exists()
 
 
+@pytest.mark.model
 def test_push_command_dry_run(tmp_path):
     from hrnas.cli import main
 
@@ -222,6 +231,7 @@ def _unreachable(cache: str, code: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.e2e
 def test_unreachable_hub_fails_at_once_without_retries(tmp_path):
     (tmp_path / "empty").mkdir()
     proc = _unreachable(
@@ -243,6 +253,7 @@ def test_unreachable_hub_fails_at_once_without_retries(tmp_path):
     assert float(proc.stdout.split("seconds")[-1]) < 5.0
 
 
+@pytest.mark.e2e
 def test_cached_weights_load_when_the_hub_is_unreachable(hub_cache, tmp_path):
     cache, name, state = hub_cache
     proc = _unreachable(
