@@ -12,7 +12,7 @@ import hrnas
 from hrnas.cost import block_input_sizes
 from hrnas.latency import LatencyTable
 from hrnas.searching import SearchConfig
-from hrnas.searching.budget import BudgetController, RhoRamp
+from hrnas.searching.budget import Budget, BudgetController, RhoRamp
 from hrnas.searching.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
@@ -217,8 +217,9 @@ def test_the_first_step_after_resuming_draws_what_the_uninterrupted_run_drew():
 
 
 def _plan(cfg, **kw):
-    args = dict(task="seg", metric="macs", start_cost=1000, fixed_cost=100, input_size=SIZE)
-    return plan_run(cfg, 10, **{**args, **kw})
+    budget = Budget.from_config(cfg)
+    args = dict(task="seg", budget=budget, metric=budget.kind if budget else "macs", start_cost=1000, fixed_cost=100)
+    return plan_run(cfg, 10, **{**args, "input_size": SIZE, **kw})
 
 
 def test_plan_of_a_family_run():
@@ -257,7 +258,7 @@ def test_finetuned_tail_stops_the_penalty_and_restarts_the_learning_rate():
 
 
 def test_plan_of_latency_and_paper_runs():
-    latency = _plan(SearchConfig(steps=40, latency_ms=0.5), metric="latency")
+    latency = _plan(SearchConfig(steps=40, latency_ms=0.5))
     assert latency.budgets == (500,)  # microseconds
     c = latency.controller()
     assert (c.goal, c.lower) == (0.975, 0.95) and latency.min_shrink == 0.0
@@ -362,8 +363,8 @@ def test_latency_feedback_times_near_the_budget_and_corrects_the_prediction(supe
     assert feedback.measure(arch, step=4, members=0, force=True)
     (call,) = device.calls
     assert call["arch"] == arch and call["input_size"] == SIZE and call["reference"] is table
-    assert feedback.cost_model.correction == pytest.approx(0.8, rel=1e-4)
-    assert abs(feedback.cost_model.total(arch) - 0.8 * full) <= 1  # whole microseconds
+    assert feedback.correction == pytest.approx(0.8, rel=1e-4) and feedback.cost_model.correction == 1.0
+    assert abs(feedback.costs().total(arch) - 0.8 * full) <= 1  # whole microseconds
     assert feedback.measure(arch, step=5, members=0) and len(device.calls) == 1  # its measurement is in use
     assert feedback.measured_ms(arch) == pytest.approx(0.8 * table.predict(arch), abs=1e-4)
     # a network timed again pools its readings (median)
@@ -379,7 +380,7 @@ def test_latency_feedback_times_near_the_budget_and_corrects_the_prediction(supe
     again = _feedback(table, full // 2, device)
     again.load_state_dict(feedback.state_dict())
     assert again.checks == feedback.checks and again.measured_arch == arch
-    assert again.cost_model.correction == feedback.cost_model.correction
+    assert again.correction == feedback.correction
 
 
 def test_latency_feedback_settles_a_cut_on_the_measured_latency(supernet):
@@ -397,15 +398,15 @@ def test_latency_feedback_settles_a_cut_on_the_measured_latency(supernet):
     index = UnitIndex(arch, state, state, feedback.cost_model, feedback.cost_model.normalizer(arch))
     choices = []
 
-    def choose():
+    def choose(costs):
         choices.append(1)
-        return select_units(index, 1e-3, controller, 10, True)
+        return select_units(index.priced(costs), 1e-3, controller, 10, True)
 
     first = select_units(index, 1e-3, controller, 10, True)
     assert first.cost_after <= budget  # on the table's prediction
     sel = feedback.settle(index, first, choose, controller, step=10, members=0, final=True)
     assert choices and device.calls[-1]["arch"] == index.arch_without(sel.removed)
-    assert 0.95 * budget <= feedback.cost_model.total(index.arch_without(sel.removed)) <= budget  # measured
+    assert 0.95 * budget <= feedback.costs().total(index.arch_without(sel.removed)) <= budget  # measured
 
 
 def test_latency_feedback_is_off_for_a_table_of_another_device(supernet):
