@@ -69,7 +69,9 @@ class _Run:
         fixed_arch: bool = False,
     ) -> None:
         if not isinstance(supernet, HRNASNet):
-            raise TypeError(f"search needs an hrnas.HRNASNet (hrnas.create_supernet), got {type(supernet).__name__}")
+            raise TypeError(
+                f"search and train need an hrnas.HRNASNet (hrnas.create_supernet), got {type(supernet).__name__}"
+            )
         self.device, self.rank, self.world = setup_device(cfg.device)
         resume = read_search_checkpoint(cfg.resume) if cfg.resume else None
         cfg = cfg.resumed_from(resume["config"]) if resume else cfg
@@ -86,10 +88,10 @@ class _Run:
             cfg, budget, supernet.arch, size, in_chans, self.device, self.rank, self.world
         )
         self.data = RunData(train_data, val_data, cfg, self.rank, self.world, self.device)
-        start, fixed = self.cost_model.total(supernet.arch), self.cost_model.fixed(supernet.arch)
+        start, fixed_cost = self.cost_model.total(supernet.arch), self.cost_model.fixed(supernet.arch)
         metric_kind = self.cost_model.metric
         self.plan = plan_run(cfg, self.data.steps_per_epoch, task=arch.task, budget=budget, metric=metric_kind,
-                             start_cost=start, fixed_cost=fixed, input_size=size)  # fmt: skip
+                             start_cost=start, fixed_cost=fixed_cost, input_size=size)  # fmt: skip
         self.controller, self.ramp = self.plan.controller(), self.plan.ramp()
 
         self.build = model_builder(supernet)
