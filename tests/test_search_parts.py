@@ -11,6 +11,7 @@ import torch
 import hrnas
 from hrnas.cost import block_input_sizes
 from hrnas.latency import LatencyTable
+from hrnas.layers import BLOCK_UNITS
 from hrnas.searching import SearchConfig
 from hrnas.searching.budget import Budget, BudgetController, RhoRamp
 from hrnas.searching.checkpoint import (
@@ -39,11 +40,11 @@ def supernet():
 
 
 def _gates(arch, state):
-    """Gate keys of every block, in unit order: each path's bn2 weight, then the transformer's input norm."""
+    """Gate keys of every block, in unit order: each path's gate, then the transformer's token gate."""
     keys = []
     for name, spec in arch.named_blocks():
-        keys += [f"{name}.paths.{i}.bn2.weight" for i in range(len(spec.paths))]
-        keys += [f"{name}.transformer.input_norm.weight"] if spec.tokens else []
+        keys += [BLOCK_UNITS.channel_gate(name, i) for i in range(len(spec.paths))]
+        keys += [BLOCK_UNITS.token_gate(name)] if spec.tokens else []
     return keys
 
 
@@ -84,8 +85,8 @@ def test_paper_rule_removes_units_dead_on_either_weights(supernet):
     arch = supernet.arch
     name = arch.named_blocks()[0][0]
     state, ema = _state(supernet), _state(supernet)
-    state[f"{name}.paths.0.bn2.weight"][:5] = 0.0  # dead in the network being trained
-    ema[f"{name}.paths.1.bn2.weight"][:3] = 1e-4  # dead in the EMA (at most the threshold)
+    state[BLOCK_UNITS.channel_gate(name, 0)][:5] = 0.0  # dead in the network being trained
+    ema[BLOCK_UNITS.channel_gate(name, 1)][:3] = 1e-4  # dead in the EMA (at most the threshold)
     model = CostModel(SIZE)
     index = UnitIndex(arch, state, ema, model, model.normalizer(arch))
     sel = select_units(index, 1e-3)
@@ -162,9 +163,9 @@ def test_trainer_measures_importance_and_slices_it_with_the_network():
     assert any(float(v.sum()) > 0 for v in trainer.importance.values())
     block = net.arch.named_blocks()[0][0]
     keep = torch.arange(5, trainer.model.arch.named_blocks()[0][1].hidden)
-    before = trainer.importance[f"{block}.paths.0.bn2.weight"].clone()
+    before = trainer.importance[BLOCK_UNITS.channel_gate(block, 0)].clone()
     trainer.swap(plan_shrink(trainer.model.arch, {block: BlockKeep(channels=keep, tokens=None)}))
-    after = trainer.importance[f"{block}.paths.0.bn2.weight"]
+    after = trainer.importance[BLOCK_UNITS.channel_gate(block, 0)]
     assert torch.equal(after, before[5:])  # the kept units keep their measurements
     assert "importance" in trainer.state_dict()
 
@@ -297,10 +298,10 @@ def test_gate_penalty_l1_and_proximal_step():
     expected = 0.0
     for name, spec in arch.named_blocks():
         vec, tok = pens[name]
-        gates = [model.get_parameter(f"{name}.paths.{i}.bn2.weight") for i in range(len(spec.paths))]
+        gates = [model.get_parameter(BLOCK_UNITS.channel_gate(name, i)) for i in range(len(spec.paths))]
         expected += float((vec * torch.cat(gates).detach().abs()).sum())
         if spec.tokens:
-            expected += tok * float(model.get_parameter(f"{name}.transformer.input_norm.weight").detach().abs().sum())
+            expected += tok * float(model.get_parameter(BLOCK_UNITS.token_gate(name)).detach().abs().sum())
     assert penalty.l1().detach().item() == pytest.approx(expected, rel=1e-5)
     g, pen = penalty.gates[0]
     before = g.detach().clone()
