@@ -349,11 +349,12 @@ class _Recorder:
 
 @pytest.mark.search
 def test_callbacks_observe_a_search_without_changing_it(scenes):
-    budget = int(0.5 * hrnas.count_macs(tiny_supernet().arch, 32))
+    supernet = tiny_supernet()  # one initialisation for both runs (search leaves it alone)
+    budget = int(0.5 * hrnas.count_macs(supernet.arch, 32))
     settings = dict(SMALL, budget=budget, input_size=(32, 32), threads=1)
-    plain = hrnas.search(tiny_supernet(), *scenes, **settings)
+    plain = hrnas.search(supernet, *scenes, **settings)
     seen = _Recorder()
-    observed = hrnas.search(tiny_supernet(), *scenes, callbacks=[seen], **settings)
+    observed = hrnas.search(supernet, *scenes, callbacks=[seen], **settings)
     assert observed.arch == plain.arch and observed.history[-1]["metric"] == plain.history[-1]["metric"]
     weights = observed.model.state_dict()
     for k, v in plain.model.state_dict().items():
