@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data test test-fast lint format demo bench docs examples zoo-table wheel-check min-deps-check clean
+.PHONY: setup data test test-all test-rest test-unit lint format demo bench docs examples zoo-table wheel-check min-deps-check clean
 
 setup: $(VENV)/.installed data
 
@@ -28,11 +28,23 @@ data:
 # fixtures mostly run once) and lets an idle worker take tests queued on the other, so no heavy file ends alone.
 XDIST := -n auto --dist worksteal
 
-test: setup
-	$(PY) -m pytest -q $(XDIST)
+# Test tiers (tests/conftest.py; every test has one): the fast ones (marked `fast` too) are the feedback after each
+# change; the others run searches, start processes and run benchmarks' quick modes. PYTEST_ARGS adds options (CI:
+# --durations=0).
+PYTEST_ARGS ?=
 
-test-fast: setup
-	$(PY) -m pytest -q $(XDIST) -m "not slow"
+test: setup
+	$(PY) -m pytest -q $(XDIST) -m fast $(PYTEST_ARGS)
+
+test-all: setup
+	$(PY) -m pytest -q $(XDIST) $(PYTEST_ARGS)
+
+# the tiers `make test` leaves out (CI runs `make test` and then these)
+test-rest: setup
+	$(PY) -m pytest -q $(XDIST) -m "not fast" $(PYTEST_ARGS)
+
+test-unit: setup
+	$(PY) -m pytest -q $(XDIST) -m unit $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -36,7 +36,7 @@ TESTS = [
     "tests/test_textured.py",
     "tests/test_deploy_export.py",
     "-m",
-    "not slow",
+    "fast",
 ]
 
 

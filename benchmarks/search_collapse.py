@@ -33,113 +33,98 @@ import torch
 import yaml
 from _common import uniform_arch
 
+import hrnas
 from hrnas.arch import Arch, branch_hidden_channels
 from hrnas.cost import count_macs
 from hrnas.files import write_atomic
-from hrnas.release.recipes import ZOO_RECIPES, _supernet, proxy_data
-from hrnas.searching import loop as search_loop
+from hrnas.release.recipes import ZOO_RECIPES, proxy_data, recipe_supernet
 from hrnas.searching.config import SearchConfig
-from hrnas.searching.ema import calibrate_bn
-from hrnas.searching.loaders import split_batch, to_device
 from hrnas.searching.recipes import build_data
 
 RESULTS = Path(__file__).parent / "results"
 OUT = RESULTS / "search_collapse"
 
 
-class _DiagnosedRun(search_loop._Run):
-    """A search run that also records what each shrink and each evaluation did (read-only observers)."""
+class _Diagnostics:
+    """Search callbacks that record what each shrink and each evaluation did (read-only observers)."""
 
-    _forced_last = False
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        batch = next(self.data.train_batches(10**6 * self.data.steps_per_epoch))
-        self.probe = split_batch(to_device(batch, self.device))
+    def __init__(self) -> None:
         self.shrinks: list[dict] = []
         self.evals: list[dict] = []
+        self.probe = None
+        self.before: tuple = ()
+
+    def on_run_start(self, run) -> None:
+        self.probe = run.train_batch()
 
     @torch.no_grad()
-    def _probe_loss(self) -> float:
+    def _probe_loss(self, run) -> float:
         x, target = self.probe
-        model = self.trainer.model
+        model = run.model
         model.train()  # batch statistics: the loss of the weights, not of stale running statistics
         state = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
-        out = model(x.contiguous(memory_format=torch.channels_last) if self.trainer.channels_last else x)
-        loss = float(self.trainer.loss(out.float(), target))
+        out = model(x.contiguous(memory_format=torch.channels_last) if run.channels_last else x)
+        loss = float(run.loss(out.float(), target))
         model.load_state_dict(state, strict=False)  # the probe must not move the running statistics
         return loss
 
-    def shrink(self, final: bool = False, budget=None) -> None:
-        size, in_chans = self.info.input_size, self.info.in_chans
-        before_loss, before_macs = self._probe_loss(), count_macs(self.arch, size, in_chans)
-        gate_mass = float(sum(g.detach().abs().sum() for g, _ in self.penalty.gates))
-        super().shrink(final, budget)
-        after_macs = count_macs(self.arch, size, in_chans)
+    def on_shrink_start(self, run, final: bool) -> None:
+        gate_mass = float(sum(g.detach().abs().sum() for g in run.gates()))
+        self.before = (self._probe_loss(run), count_macs(run.arch, run.input_size, run.in_chans), gate_mass)
+
+    def on_shrink_end(self, run, event) -> None:
+        before_loss, before_macs, gate_mass = self.before
+        after_macs = count_macs(run.arch, run.input_size, run.in_chans)
         if after_macs == before_macs:
             return
-        kept_mass = float(sum(g.detach().abs().sum() for g, _ in self.penalty.gates))
+        kept_mass = float(sum(g.detach().abs().sum() for g in run.gates()))
         self.shrinks.append(
             {
-                "step": self.step,
-                "final": final,
+                "step": run.step,
+                "final": event.final,
                 "macs_before": before_macs,
                 "macs_after": after_macs,
-                "forced": self._forced_last,
+                "forced": event.forced,
                 "gate_mass_removed": round(1.0 - kept_mass / max(gate_mass, 1e-12), 5),
                 "probe_loss_before": round(before_loss, 5),
-                "probe_loss_after": round(self._probe_loss(), 5),
-                "lr": self.plan.lr_at(self.step),
-                "rho": self.rho(),
+                "probe_loss_after": round(self._probe_loss(run), 5),
+                "lr": run.lr,
+                "rho": run.rho,
             }
         )
 
-    def record(self, metric):
-        row = super().record(metric)
-        if self.data.val_data is not None:
-            raw = self.build(self.arch).to(self.device)
-            raw.load_state_dict(self.trainer.model.state_dict())
-            own_stats = self.data.evaluate(raw.eval(), self.make_metric, self.cfg.max_val_batches)
-            calibrate_bn(raw, self.data.calibration_inputs(self.cfg.calib_batches))
-            gates = torch.cat([g.detach().abs().flatten() for g, _ in self.penalty.gates] or [torch.zeros(1)])
-            self.evals.append(
-                {
-                    "step": self.step,
-                    "macs": row["macs"],
-                    "ema_calibrated": metric,
-                    "weights_calibrated": self.data.evaluate(raw.eval(), self.make_metric, self.cfg.max_val_batches),
-                    "weights_own_stats": own_stats,
-                    "lr": row["lr"],
-                    "rho": row["rho"],
-                    "mean_gate": round(float(gates.mean()), 4),
-                }
-            )
-        return row
+    def on_evaluate(self, run, row: dict) -> None:
+        if not run.has_val_data:
+            return
+        raw = run.build(run.arch)
+        raw.load_state_dict(run.model.state_dict())
+        own_stats = run.evaluate(raw.eval())
+        run.calibrate(raw)
+        gates = torch.cat([g.detach().abs().flatten() for g in run.gates()] or [torch.zeros(1)])
+        self.evals.append(
+            {
+                "step": run.step,
+                "macs": row["macs"],
+                "ema_calibrated": row["metric"],
+                "weights_calibrated": run.evaluate(raw.eval()),
+                "weights_own_stats": own_stats,
+                "lr": row["lr"],
+                "rho": row["rho"],
+                "mean_gate": round(float(gates.mean()), 4),
+            }
+        )
 
 
-def _forced_tracking() -> None:
-    """Record whether the selection of the last shrink was forced (select_units reports it; shrink drops it)."""
-    original = search_loop.select_units
-
-    def tracked(*args, **kwargs):
-        sel = original(*args, **kwargs)
-        _DiagnosedRun._forced_last = bool(sel.forced)
-        return sel
-
-    search_loop.select_units = tracked
-
-
-def _run(recipe, settings: dict, out_dir: Path, retrain_arch=None) -> tuple[dict, _DiagnosedRun]:
+def _run(recipe, settings: dict, out_dir: Path, retrain_arch=None) -> tuple[dict, _Diagnostics]:
     data = proxy_data(recipe)
     train, val = build_data(data)
     torch.manual_seed(recipe.seed)
-    supernet = _supernet(recipe, data.num_classes)
+    supernet = recipe_supernet(recipe, data.num_classes)
     if retrain_arch is not None:
         from hrnas.net import HRNASNet
 
         torch.manual_seed(recipe.seed)
         supernet = HRNASNet(retrain_arch.with_num_classes(data.num_classes), in_chans=3)
-        settings = {**settings, "rho": 0.0, "threshold": -1.0}
     cfg = SearchConfig().replace(
         budget=recipe.budget if retrain_arch is None else None,
         input_size=recipe.input_size,
@@ -150,8 +135,11 @@ def _run(recipe, settings: dict, out_dir: Path, retrain_arch=None) -> tuple[dict
         **settings,
     )
     started = time.time()
-    run = _DiagnosedRun(supernet, train, val, cfg)
-    result = run.run()
+    run = _Diagnostics()
+    if retrain_arch is None:
+        result = hrnas.search(supernet, train, val, cfg, callbacks=[run])
+    else:
+        result = hrnas.train(supernet, train, val, cfg, callbacks=[run])
     return {
         "metric": result.metric,
         "macs": result.macs,
@@ -180,7 +168,6 @@ def main(argv=None) -> int:
         settings[key] = yaml.safe_load(value)
     if args.uniform:
         return _uniform_baseline(recipe, args.name, args.uniform)
-    _forced_tracking()
     work = Path("runs/search_collapse") / args.name
     report = {"recipe": args.recipe, "settings": settings, "threads": torch.get_num_threads()}
     cfg = SearchConfig().replace(**settings)

@@ -19,12 +19,12 @@ momentum, cosine schedule with warm-up, EMA weights evaluated after BatchNorm re
   every kernel path of every block and for every transformer, all scaled by one factor (binary search) to the MACs.
 
 Uniform and random networks are fitted to the mean MACs of the ``search`` runs of their task (within 3 %), so they
-are compared at the cost the search actually reached. Fixed architectures are trained by ``hrnas.search`` itself
-with no budget, ``rho=0`` and a negative removal threshold: nothing is penalised or removed, every other part of
-the loop is the same. Runs go to a pool of worker processes, one per core with one thread each, so that runs do not
-compete for cores. Latency (batch 1, eval form and ``hrnas.deploy`` form) is measured afterwards for every
-architecture side by side, in this process, with no training running: rounds over every network of a task, one
-untimed and a few timed runs per visit (``_common.time_side_by_side``), the median over the rounds.
+are compared at the cost the search actually reached. Fixed architectures are trained by ``hrnas.train``: the
+search's own loop with nothing penalised or removed, every other part the same. Runs go to a pool of worker
+processes, one per core with one thread each, so that runs do not compete for cores. Latency (batch 1, eval form
+and ``hrnas.deploy`` form) is measured afterwards for every architecture side by side, in this process, with no
+training running: rounds over every network of a task, one untimed and a few timed runs per visit
+(``_common.time_side_by_side``), the median over the rounds.
 
     python benchmarks/search_quality.py              # prints its plan and estimate first
     python benchmarks/search_quality.py --plan       # measure step times, print the plan and its estimate, stop
@@ -111,7 +111,7 @@ def run_job(job: dict) -> dict:
     else:
         arch = hrnas.Arch.from_dict(job["arch"])
         net = hrnas.HRNASNet(arch)
-        result = hrnas.search(net, train, val, rho=0.0, threshold=-1.0, **common)
+        result = hrnas.train(net, train, val, **common)
         # the search names what it returns; the network is the one given, under its own name
         if result.arch.replace(name=arch.name) != arch:
             raise RuntimeError("the fixed-architecture run changed the architecture")

@@ -40,7 +40,6 @@ def worker(mode: str, steps: int, out: str) -> None:
     import torch
 
     import hrnas
-    from hrnas.searching import loop
     from hrnas.searching.recipes import build_data, demo_settings
     from hrnas.threads import usable_cpus
 
@@ -54,12 +53,10 @@ def worker(mode: str, steps: int, out: str) -> None:
     times: list[float] = []
     threads: list[int] = []
 
-    class Timed(loop._Run):  # records each step's duration and the threads it ran with
-        def train_step(self, batch):
-            t = time.perf_counter()
-            super().train_step(batch)
-            times.append(time.perf_counter() - t)
-            threads.append(torch.get_num_threads())
+    class Timed:  # records each step's duration and the threads it ran with
+        def on_step_end(self, run, event):
+            times.append(event.seconds)
+            threads.append(event.threads)
 
     cfg = hrnas.SearchConfig(**settings).replace(
         steps=steps,
@@ -70,7 +67,7 @@ def worker(mode: str, steps: int, out: str) -> None:
         progress=False,
         threads={"default": usable_cpus(), "one": 1}.get(mode),
     )
-    Timed(supernet, train, None, cfg).run()
+    hrnas.search(supernet, train, None, cfg, callbacks=[Timed()])
     Path(out).write_text(json.dumps({"mode": mode, "times": times, "threads": threads}))
 
 

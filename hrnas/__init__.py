@@ -58,6 +58,7 @@ _EXPORTS = {
     "SearchResult": "searching",
     "create_supernet": "searching",
     "search": "searching",
+    "train": "searching",
     "SearchSpace": "spaces",
     "get_space": "spaces",
     "list_spaces": "spaces",
@@ -83,19 +84,19 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-if TYPE_CHECKING:  # what the lazy attributes are, for type checkers and IDEs
-    from .arch import Arch, ArchError, BlockSpec, ClsHeadSpec, DenseHeadSpec, FuseEdge, StageSpec  # noqa: F401  (__all__ is built from _EXPORTS)
-    from .archs import released_cls_arch, retrain_form, zoo_arch, zoo_entry  # noqa: F401  (__all__ is built from _EXPORTS)
-    from .convert import convert_original, load_original_arch  # noqa: F401  (__all__ is built from _EXPORTS)
-    from .cost import count_macs, count_params, summary  # noqa: F401  (__all__ is built from _EXPORTS)
-    from .deployment import deploy  # noqa: F401  (__all__ is built from _EXPORTS)
-    from .exporting import export  # noqa: F401  (__all__ is built from _EXPORTS)
-    from .hub import WeightsError, load_pretrained, load_weights, push_to_hub, save_pretrained  # noqa: F401  (__all__ is built from _EXPORTS)
-    from .latency import LatencyTable, latency_table, measure_latency  # noqa: F401  (__all__ is built from _EXPORTS)
-    from .net import HRNASNet  # noqa: F401  (__all__ is built from _EXPORTS)
-    from .profiling import Profile, profile  # noqa: F401  (__all__ is built from _EXPORTS)
-    from .searching import SearchConfig, SearchResult, create_supernet, search  # noqa: F401  (__all__ is built from _EXPORTS)
-    from .spaces import SearchSpace, get_space, list_spaces  # noqa: F401  (__all__ is built from _EXPORTS)
-    from .zoo import UnknownModelError, WeightsUnavailableError, create_model, list_models  # noqa: F401  (__all__ is built from _EXPORTS)
+if TYPE_CHECKING:  # what the lazy attributes are, for type checkers and IDEs (F401: __all__ is not a literal)
+    from .arch import Arch, ArchError, BlockSpec, ClsHeadSpec, DenseHeadSpec, FuseEdge, StageSpec  # noqa: F401
+    from .archs import released_cls_arch, retrain_form, zoo_arch, zoo_entry  # noqa: F401
+    from .convert import convert_original, load_original_arch  # noqa: F401
+    from .cost import count_macs, count_params, summary  # noqa: F401
+    from .deployment import deploy  # noqa: F401
+    from .exporting import export  # noqa: F401
+    from .hub import WeightsError, load_pretrained, load_weights, push_to_hub, save_pretrained  # noqa: F401
+    from .latency import LatencyTable, latency_table, measure_latency  # noqa: F401
+    from .net import HRNASNet  # noqa: F401
+    from .profiling import Profile, profile  # noqa: F401
+    from .searching import SearchConfig, SearchResult, create_supernet, search, train  # noqa: F401
+    from .spaces import SearchSpace, get_space, list_spaces  # noqa: F401
+    from .zoo import UnknownModelError, WeightsUnavailableError, create_model, list_models  # noqa: F401
 
 register_with_timm()

@@ -39,6 +39,7 @@ import torch
 from .arch import Arch
 from .archs import retrain_form
 from .hub import WeightsError, check_weights, read_weights, save_pretrained
+from .layers.block import BLOCK_UNITS, BlockUnits
 from .net import HRNASNet
 from .spaces import get_space
 
@@ -94,26 +95,37 @@ def _block_prefixes(arch: Arch) -> dict[str, str]:
     return out
 
 
-_SEARCH_BLOCK = (
-    (r"paths\.(\d+)\.conv_pw\.weight", "ops.{0}.0.0.weight"),
-    (r"paths\.(\d+)\.bn1\.(\w+)", "ops.{0}.0.1.{1}"),
-    (r"paths\.(\d+)\.conv_dw\.weight", "ops.{0}.1.0.weight"),
-    (r"paths\.(\d+)\.bn2\.(\w+)", "ops.{0}.1.1.{1}"),
-    (r"paths\.(\d+)\.conv_pwl\.weight", "ops.{0}.2.weight"),
-    (r"bn3\.(\w+)", "pw_bn.{0}"),
-    (r"shortcut\.weight", "residual.weight"),
-)
-_RETRAIN_BLOCK = (
-    (r"paths\.(\d+)\.conv_pw\.weight", "expand_conv.0.weight", "rows"),
-    (r"paths\.(\d+)\.bn1\.(\w+)", "expand_conv.1.{1}", "rows"),
-    (r"paths\.(\d+)\.conv_dw\.weight", "depth_ops.{0}.1.0.weight", None),
-    (r"paths\.(\d+)\.bn2\.(\w+)", "depth_ops.{0}.1.1.{1}", None),
-    (r"paths\.(\d+)\.conv_pwl\.weight", "project_conv.0.weight", "cols"),
-    (r"bn3\.(\w+)", "project_conv.1.{0}", None),
-    (r"se\.conv_reduce\.(\w+)", "se_op.se_reduce.{0}", None),
-    (r"se\.conv_expand\.(\w+)", "se_op.se_expand.{0}", None),
-    (r"shortcut\.weight", "residual.weight", None),
-)
+def _block_rules(u: BlockUnits) -> tuple[tuple, tuple]:
+    """Key patterns inside a block (the names :data:`BLOCK_UNITS` declares) -> the original's keys, for its search
+    blocks and, with how a shared tensor splits into paths, for its retrain blocks."""
+    path = rf"{u.paths}\.(\d+)\."
+    expand, expand_bn = rf"{path}{u.expand}\.weight", rf"{path}{u.expand_norm}\.(\w+)"
+    depthwise, depthwise_bn = rf"{path}{u.depthwise}\.weight", rf"{path}{u.gate_norm}\.(\w+)"
+    project, norm = rf"{path}{u.project}\.weight", rf"{u.block_norm}\.(\w+)"
+    search = (
+        (expand, "ops.{0}.0.0.weight"),
+        (expand_bn, "ops.{0}.0.1.{1}"),
+        (depthwise, "ops.{0}.1.0.weight"),
+        (depthwise_bn, "ops.{0}.1.1.{1}"),
+        (project, "ops.{0}.2.weight"),
+        (norm, "pw_bn.{0}"),
+        (r"shortcut\.weight", "residual.weight"),
+    )
+    retrain = (
+        (expand, "expand_conv.0.weight", "rows"),
+        (expand_bn, "expand_conv.1.{1}", "rows"),
+        (depthwise, "depth_ops.{0}.1.0.weight", None),
+        (depthwise_bn, "depth_ops.{0}.1.1.{1}", None),
+        (project, "project_conv.0.weight", "cols"),
+        (norm, "project_conv.1.{0}", None),
+        (rf"{u.se}\.{u.se_reduce}\.(\w+)", "se_op.se_reduce.{0}", None),
+        (rf"{u.se}\.{u.se_expand}\.(\w+)", "se_op.se_expand.{0}", None),
+        (r"shortcut\.weight", "residual.weight", None),
+    )
+    return search, retrain
+
+
+_SEARCH_BLOCK, _RETRAIN_BLOCK = _block_rules(BLOCK_UNITS)
 _FIXED = (
     (r"stem\.(\d+)\.conv\.weight", "downsamples.{0}.0.weight"),
     (r"stem\.(\d+)\.bn\.(\w+)", "downsamples.{0}.1.{1}"),
@@ -156,7 +168,7 @@ def _key_map(arch: Arch, keys: list[str], retrain: bool) -> dict[str, tuple[str,
             if block is None:
                 continue
             rest = key[len(block) + 1 :]
-            if rest == "bias":  # the folded constant of a block without paths: zero in a fresh network
+            if rest == BLOCK_UNITS.constant:  # the folded constant of a block without paths: zero in a fresh network
                 out[key] = ("", None)
                 continue
             rules = _RETRAIN_BLOCK if retrain else tuple((p, t, None) for p, t in _SEARCH_BLOCK)

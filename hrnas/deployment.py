@@ -31,7 +31,7 @@ from torch import nn
 
 from ._size import pair
 from .files import write_atomic
-from .layers import ConvBnAct, KernelPath, LightweightTransformer, MixedKernelBlock
+from .layers import BLOCK_UNITS, TOKEN_UNITS, ConvBnAct, KernelPath, LightweightTransformer, MixedKernelBlock
 from .timing import cache_dir, device_key, median_time, timing_load_watch
 
 __all__ = ["deploy", "deploy_forms", "device_key", "fold_bn", "merge_paths"]
@@ -79,42 +79,54 @@ def _scale_rows(conv: nn.Conv2d, bn: nn.BatchNorm2d, with_shift: bool) -> nn.Con
 def merge_paths(block: MixedKernelBlock) -> KernelPath:
     """One :class:`KernelPath` equal to the sum of a (BatchNorm-folded) block's paths: expansions and depthwise
     filters concatenated, smaller kernels zero-padded to the largest, projections concatenated along their input."""
-    paths = list(block.paths)
-    kmax = max(p.conv_dw.kernel_size[0] for p in paths)
-    hidden = sum(p.conv_dw.out_channels for p in paths)
-    w = paths[0].conv_pw.weight
+    u = BLOCK_UNITS  # the paths' parts by their declared names
+    paths = [(getattr(p, u.expand), getattr(p, u.depthwise), getattr(p, u.project)) for p in getattr(block, u.paths)]
+    kmax = max(dw.kernel_size[0] for _, dw, _ in paths)
+    hidden = sum(dw.out_channels for _, dw, _ in paths)
+    w = paths[0][0].weight
     merged = KernelPath(block.in_chs, hidden, block.out_chs, kmax, block.stride, block.spec.act, {})
     merged = merged.to(device=w.device, dtype=w.dtype)
-    merged.conv_pw = nn.Conv2d(block.in_chs, hidden, 1, bias=True, device=w.device, dtype=w.dtype)
-    merged.conv_dw = nn.Conv2d(
+    expand = nn.Conv2d(block.in_chs, hidden, 1, bias=True, device=w.device, dtype=w.dtype)
+    depthwise = nn.Conv2d(
         hidden, hidden, kmax, block.stride, kmax // 2, groups=hidden, bias=True, device=w.device, dtype=w.dtype
     )
-    merged.conv_pwl = nn.Conv2d(hidden, block.out_chs, 1, bias=True, device=w.device, dtype=w.dtype)
-    merged.bn1, merged.bn2 = nn.Identity(), nn.Identity()
+    project = nn.Conv2d(hidden, block.out_chs, 1, bias=True, device=w.device, dtype=w.dtype)
     with torch.no_grad():
-        merged.conv_pw.weight.copy_(torch.cat([p.conv_pw.weight for p in paths]))
-        merged.conv_pw.bias.copy_(torch.cat([p.conv_pw.bias for p in paths]))
-        pads = [(kmax - p.conv_dw.kernel_size[0]) // 2 for p in paths]
-        merged.conv_dw.weight.copy_(torch.cat([F.pad(p.conv_dw.weight, [pad] * 4) for p, pad in zip(paths, pads)]))
-        merged.conv_dw.bias.copy_(torch.cat([p.conv_dw.bias for p in paths]))
-        merged.conv_pwl.weight.copy_(torch.cat([p.conv_pwl.weight for p in paths], dim=1))
-        merged.conv_pwl.bias.copy_(sum(p.conv_pwl.bias for p in paths))
+        expand.weight.copy_(torch.cat([pw.weight for pw, _, _ in paths]))
+        expand.bias.copy_(torch.cat([pw.bias for pw, _, _ in paths]))
+        pads = [(kmax - dw.kernel_size[0]) // 2 for _, dw, _ in paths]
+        depthwise.weight.copy_(torch.cat([F.pad(dw.weight, [pad] * 4) for (_, dw, _), pad in zip(paths, pads)]))
+        depthwise.bias.copy_(torch.cat([dw.bias for _, dw, _ in paths]))
+        project.weight.copy_(torch.cat([pwl.weight for _, _, pwl in paths], dim=1))
+        project.bias.copy_(sum(pwl.bias for _, _, pwl in paths))
+    for name, module in ((u.expand, expand), (u.depthwise, depthwise), (u.project, project)):
+        setattr(merged, name, module)
+    setattr(merged, u.expand_norm, nn.Identity())
+    setattr(merged, u.gate_norm, nn.Identity())
     return merged.eval()
 
 
+def _fold_pair(module: nn.Module, conv: str, bn: str) -> None:
+    """Fold ``module``'s BatchNorm ``bn`` into its conv ``conv`` (attribute names)."""
+    setattr(module, conv, fold_bn(getattr(module, conv), getattr(module, bn)))
+    setattr(module, bn, nn.Identity())
+
+
 def _fold_model(model: nn.Module) -> None:
+    u, t = BLOCK_UNITS, TOKEN_UNITS  # the units' parts by their declared names
     for m in list(model.modules()):
         if isinstance(m, ConvBnAct) and isinstance(m.bn, nn.BatchNorm2d):
             m.conv, m.bn = fold_bn(m.conv, m.bn), nn.Identity()
-        elif isinstance(m, MixedKernelBlock) and isinstance(m.bn3, nn.BatchNorm2d):
-            for i, path in enumerate(m.paths):
-                path.conv_pw, path.bn1 = fold_bn(path.conv_pw, path.bn1), nn.Identity()
-                path.conv_dw, path.bn2 = fold_bn(path.conv_dw, path.bn2), nn.Identity()
-                path.conv_pwl = _scale_rows(path.conv_pwl, m.bn3, with_shift=i == 0)
-            m.bn3 = nn.Identity()
+        elif isinstance(m, MixedKernelBlock) and isinstance(getattr(m, u.block_norm), nn.BatchNorm2d):
+            norm = getattr(m, u.block_norm)
+            for i, path in enumerate(getattr(m, u.paths)):
+                _fold_pair(path, u.expand, u.expand_norm)
+                _fold_pair(path, u.depthwise, u.gate_norm)
+                setattr(path, u.project, _scale_rows(getattr(path, u.project), norm, with_shift=i == 0))
+            setattr(m, u.block_norm, nn.Identity())
         elif isinstance(m, LightweightTransformer):
-            m.input_proj, m.input_norm = fold_bn(m.input_proj, m.input_norm), nn.Identity()
-            m.reverse_proj, m.reverse_norm = fold_bn(m.reverse_proj, m.reverse_norm), nn.Identity()
+            _fold_pair(m, t.project, t.gate_norm)
+            _fold_pair(m, t.back_project, t.back_norm)
     for m in list(model.modules()):
         for child_name, child in list(m.named_children()):
             if isinstance(child, nn.Dropout):

@@ -21,7 +21,8 @@ builds the table. A table is valid only for its
 device, thread count and torch version (:attr:`LatencyTable.key`); :func:`latency_table` caches tables under
 ``$HRNAS_CACHE_DIR/latency/`` by that key, the space and the input size.
 
-Machines drift: on a shared CPU the same network measured 20 % faster half an hour later. So a table keeps one of
+Machines drift: on a shared CPU the same network measures faster or slower from one hour to the next
+(``benchmarks/results/latency_model.md``). So a table keeps one of
 its calibration networks as a *reference*, with its latency at build time; :func:`measure_latency` with
 ``reference=table`` times a network side by side with it and reports ``t / t_reference * reference_ms``: the
 network's latency in the table's time, which cancels whatever slowed or sped up the whole machine since.
@@ -129,8 +130,7 @@ def _measure_latency(model, input_size, batch_size, repeats, device, in_chans, r
         (ms,) = measure_latencies([model], input_size, batch_size, 1, repeats, device, in_chans)
         return ms
     # more rounds for longer measurements: load comes and goes within seconds, and each round sees it hit both
-    # networks alike (benchmarks/latency_scatter.py: ten readings each of 9-12 ms seg_tiny networks scattered by
-    # 8.7 % in 3 rounds of 7 runs, by 4.5 % in 5 rounds of 12 (coefficient of variation, a busy machine))
+    # networks alike (more rounds scatter less: benchmarks/results/latency_scatter.md)
     rounds = max(3, min(5, repeats // 10))
     (ms,), _ = reference.measure_anchored([model], rounds, max(1, repeats // rounds), device, in_chans)
     return ms
@@ -151,7 +151,7 @@ def measure_latencies(
     ``rounds`` passes over the models; each visit runs one untimed forward, then ``reps`` timed ones. Interleaving
     spreads passing load on a shared machine over every model alike, and the untimed forward brings a model's
     weights and kernels back into the caches (cycling through many networks evicts them, and the first forward
-    after an eviction is up to 2x slower than the ones that follow).
+    after an eviction is markedly slower than the ones that follow).
     """
     device = torch.device(device)
     # a deployed model runs in the memory format hrnas.deploy chose for it; every other one in channels_last

@@ -21,6 +21,7 @@ from torch import nn
 
 from .arch import Arch, ClsHeadSpec, DenseHeadSpec
 from .layers import (
+    TOKEN_UNITS,
     ClsNeck,
     ConvBnAct,
     DenseHead,
@@ -197,7 +198,8 @@ class HRNASNet(nn.Module):
     @torch.jit.ignore
     def no_weight_decay(self) -> set:
         """The transformers' learned queries (embeddings are not decayed, as in the original)."""
-        return {f"{n}.query_embed.weight" for n, m in self.named_modules() if isinstance(m, LightweightTransformer)}
+        queries = TOKEN_UNITS.queries
+        return {f"{n}.{queries}.weight" for n, m in self.named_modules() if isinstance(m, LightweightTransformer)}
 
     @torch.jit.ignore
     def get_classifier(self) -> nn.Module:

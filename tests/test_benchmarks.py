@@ -16,6 +16,7 @@ BENCH = Path(__file__).parent.parent / "benchmarks"
     ("latency.py", ["latency_quick.md", "latency_quick.csv", "latency_quick.png"]),
     ("search_cost.py", ["search_cost_quick.md", "search_cost_quick.csv"]),
 ])  # fmt: skip
+@pytest.mark.benchmark
 def test_quick_mode_writes_its_tables(script, outputs, tmp_path):
     subprocess.run([sys.executable, str(BENCH / script), "--quick", "--out", str(tmp_path)], check=True, timeout=600)
     for name in outputs:
@@ -30,6 +31,7 @@ def test_quick_mode_writes_its_tables(script, outputs, tmp_path):
         assert "channels_last" in table and "fused / paths" in table
 
 
+@pytest.mark.benchmark
 def test_latency_re_times_named_models_and_keeps_the_other_rows(tmp_path):
     """``--models``: the named models' rows are replaced, the others stay, the timm backbone is timed beside them."""
     header = "model,form,input,batch,latency_ms,gmacs_per_image,achieved_gmac_s,peak_fraction"
@@ -52,7 +54,7 @@ def test_latency_re_times_named_models_and_keeps_the_other_rows(tmp_path):
     assert failed.returncode != 0 and "unknown hrnas models ['hrnas_nope']" in failed.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.benchmark
 def test_latency_scatter_quick_mode(tmp_path):
     script = BENCH / "latency_scatter.py"
     subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], check=True, timeout=600)
@@ -110,7 +112,7 @@ def test_search_quality_baselines_hit_the_macs(space, size):
     assert len({a.to_json() for a in randoms}) == 3
 
 
-@pytest.mark.slow
+@pytest.mark.benchmark
 def test_search_quality_quick_mode(tmp_path):
     script = BENCH / "search_quality.py"
     subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], check=True, timeout=900)
@@ -129,7 +131,7 @@ def test_search_quality_quick_mode(tmp_path):
     assert all(float(r["latency_ms"]) > 0 and r["arch"] for r in rows)
 
 
-@pytest.mark.slow
+@pytest.mark.benchmark
 def test_latency_model_quick_mode(tmp_path):
     script = BENCH / "latency_model.py"
     subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], check=True, timeout=900)

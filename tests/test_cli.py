@@ -41,6 +41,7 @@ def test_profile_an_arch_file_and_errors(tmp_path, capsys):
     assert "unknown model 'hrnas_nope'" in capsys.readouterr().err
 
 
+@pytest.mark.search
 def test_search_command_and_config_repeat(tmp_path, capsys):
     out = tmp_path / "run"
     args = [

@@ -1,4 +1,4 @@
-"""Importing checkpoints of the original HR-NAS code (key layout: reference/hrnas_original_code.md section 6)."""
+"""Importing checkpoints of the original HR-NAS code (its key layout: the table in hrnas/convert.py)."""
 
 import json
 
@@ -8,6 +8,8 @@ import torch
 import hrnas
 from hrnas.cli import main
 from hrnas.convert import convert_original_state_dict, load_original_arch, original_key_map
+
+pytestmark = pytest.mark.model  # the released architecture and the paper supernet, converted and run
 
 RELEASED = hrnas.released_cls_arch("search").to_original_blocks()
 
@@ -28,8 +30,9 @@ def _to_original(model: hrnas.HRNASNet, retrain: bool) -> dict:
     saves them: ``module.`` prefixes and distillation BNs included."""
     out: dict = {}
     pieces: dict = {}
+    state = model.state_dict()
     for key, (src, part) in original_key_map(model.arch, retrain).items():
-        t = model.state_dict()[key]
+        t = state[key]
         if not src:
             continue
         if part is None:

@@ -19,6 +19,7 @@ from hrnas.searching.units import block_costs
 MODELS = [m for m in hrnas.list_models() if m != "hrnas_custom"]
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("name", MODELS + ["hrnas_custom"])
 @pytest.mark.parametrize("size", [(64, 96), (97, 161)])
 def test_analytic_counts_equal_profile(name, size):
@@ -39,6 +40,7 @@ def test_count_with_other_in_chans_and_classes():
     assert prof.params == hrnas.count_params(model.arch, in_chans=1)
 
 
+@pytest.mark.model
 def test_profile_states_convention_and_size():
     model = hrnas.create_model("hrnas_cls_a")
     paper = hrnas.profile(model)  # default: the pretrained cfg's input size

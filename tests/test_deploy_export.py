@@ -2,32 +2,15 @@
 
 import pytest
 import torch
-from helpers import tiny_arch
+from helpers import check_export, close, realistic
 
 import hrnas
 from hrnas.cli import main
 from hrnas.exporting import verify_onnx
-from hrnas.searching.ema import calibrate_bn
 
 MODELS = hrnas.list_models()
 
-
-def realistic(name, size=(64, 64)):
-    """A model whose BatchNorm statistics come from data (as after training), so activations are normalised."""
-    kwargs = {"arch": tiny_arch()} if name == "hrnas_custom" else {}
-    model = hrnas.create_model(name, **kwargs)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.2)
-    calibrate_bn(model, [torch.randn(4, 3, *size) for _ in range(2)])
-    return model.eval()
-
-
-def close(out, ref, rtol=1e-4):
-    # relative to the output's scale: untrained heads produce logits in the tens to hundreds
-    torch.testing.assert_close(out, ref, atol=rtol * max(1.0, ref.abs().max().item()), rtol=rtol)
+pytestmark = pytest.mark.model  # every registered network; compiling and torch.export: tests/test_compile.py
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -74,15 +57,8 @@ def test_onnx_export_matches_onnxruntime(name, tmp_path):
         assert verify_onnx(path, model, torch.randn(*shape)) < 1e-4
 
 
-@pytest.mark.parametrize("fmt, suffix", [("torchscript", "pt"), ("exported_program", "pt2")])
-def test_torchscript_and_exported_program(fmt, suffix, tmp_path):
-    model = realistic("hrnas_supernet_tiny_cls")
-    path = hrnas.export(model, tmp_path / f"m.{suffix}", format=fmt, input_size=(64, 64))
-    loaded = torch.jit.load(str(path)) if fmt == "torchscript" else torch.export.load(str(path)).module()
-    for shape in [(1, 3, 64, 64), (3, 3, 97, 161)]:
-        x = torch.randn(*shape)
-        with torch.no_grad():
-            close(loaded(x), model(x))
+def test_torchscript_export(tmp_path):
+    check_export("torchscript", "pt", tmp_path)
 
 
 def test_export_command_and_errors(tmp_path, capsys):
@@ -91,13 +67,3 @@ def test_export_command_and_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="format must be one of"):
         hrnas.export(hrnas.create_model("hrnas_supernet_tiny_seg"), tmp_path / "m.x", format="tflite")
     assert not list(tmp_path.glob("*.x"))
-
-
-@pytest.mark.slow
-def test_compiled_deployed_model_matches_eager(tmp_path):
-    model = realistic("hrnas_custom")
-    deployed = hrnas.deploy(model, input_size=(64, 64), cache_path=tmp_path / "t.json")
-    compiled = torch.compile(deployed, fullgraph=True)
-    x = torch.randn(2, 3, 64, 64).contiguous(memory_format=deployed.memory_format)
-    with torch.no_grad():
-        close(compiled(x), deployed(x))

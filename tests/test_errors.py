@@ -62,6 +62,7 @@ def test_profile_rejects_unknown_convention():
         hrnas.profile(hrnas.create_model("hrnas_supernet_tiny_cls"), 32, convention="flops")
 
 
+@pytest.mark.model
 def test_input_size_in_timm_form_and_wrong_forms(tmp_path):
     """Every input_size= takes (H, W), an int, or timm's (C, H, W) with C checked; other shapes get one sentence."""
     model = hrnas.create_model("hrnas_supernet_tiny_cls").eval()

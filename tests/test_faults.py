@@ -31,7 +31,7 @@ SMALL = dict(steps=18, batch_size=8, shrink_every=3, eval_every=6, calib_batches
 # Kill anywhere
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_sigkill_at_random_moments_even_while_checkpointing(tmp_path):
     """A checkpoint every step, so that kills at random moments land in writes too; every kill leaves a whole,
     verifiable checkpoint, and the resumed run ends exactly where an uninterrupted one does."""
@@ -65,6 +65,7 @@ def test_sigkill_at_random_moments_even_while_checkpointing(tmp_path):
         torch.testing.assert_close(b["state"][k], a["state"][k], atol=1e-6, rtol=1e-5, msg=k)
 
 
+@pytest.mark.e2e
 def test_sigkill_during_a_checkpoint_write_leaves_the_previous_checkpoint(tmp_path):
     """Kill a process while it is inside save_checkpoint (a large state takes a while to write)."""
     target = tmp_path / "checkpoint.pt"
@@ -124,6 +125,7 @@ def _gradient_poison(after_calls):
     return loss, calls
 
 
+@pytest.mark.search
 def test_non_finite_gradients_stop_before_touching_the_weights(scenes, tmp_path):
     loss, _ = _gradient_poison(after_calls=7)
     supernet = hrnas.create_supernet("seg", space="seg_tiny", max_tokens=4)
@@ -135,6 +137,7 @@ def test_non_finite_gradients_stop_before_touching_the_weights(scenes, tmp_path)
     assert all(torch.isfinite(v).all() for v in state["trainer"]["model"].values() if v.is_floating_point())
 
 
+@pytest.mark.search
 def test_non_finite_gradients_can_be_skipped(scenes):
     loss, _ = _gradient_poison(after_calls=10)
     supernet = hrnas.create_supernet("seg", space="seg_tiny", max_tokens=4, transformers=False)
@@ -143,6 +146,7 @@ def test_non_finite_gradients_can_be_skipped(scenes):
     assert all(torch.isfinite(p).all() for p in res.model.parameters())
 
 
+@pytest.mark.search
 def test_batch_and_label_count_mismatch(scenes):
     class Bad(torch.utils.data.Dataset):
         def __len__(self):

@@ -29,6 +29,15 @@ def _close(value: int, target: int) -> bool:
 
 
 @pytest.mark.parametrize("name, size, params, macs", ROWS, ids=[r[0] for r in ROWS])
+def test_supernet_fidelity_counted(name, size, params, macs):
+    """The analytic count at the paper's sizes (tests/test_cost.py checks it equals fvcore's trace of every model,
+    at an even and an odd size)."""
+    arch = hrnas.get_space(name.removeprefix("hrnas_supernet_")).supernet(transformers=False)  # = the model's
+    assert (hrnas.count_params(arch), hrnas.count_macs(arch, size)) == (params, macs)
+
+
+@pytest.mark.benchmark  # traces the paper-size networks at full resolution with fvcore
+@pytest.mark.parametrize("name, size, params, macs", ROWS, ids=[r[0] for r in ROWS])
 def test_supernet_fidelity_profiled(name, size, params, macs):
     model = hrnas.create_model(name)
     prof = hrnas.profile(model, size)
@@ -39,6 +48,7 @@ def test_supernet_fidelity_profiled(name, size, params, macs):
     assert (hrnas.count_params(model.arch), hrnas.count_macs(model.arch, size)) == (params, macs)
 
 
+@pytest.mark.model
 def test_released_arch_search_form():
     # the released widths in plain search blocks (ReLU, no SE): 3,894,152 params, 259,232,935 MACs
     arch = hrnas.released_cls_arch("search")
@@ -52,6 +62,7 @@ def test_released_arch_search_form():
     assert prof.params + 2 * sum(empty_out) == 3_894_152
 
 
+@pytest.mark.model
 def test_released_arch_retrain_form():
     # hrnas_cls_a: SE 0.5, Swish, dropout 0.28. The original counter reports 4.60 M params and 260,161,128 MACs;
     # it skips the grouped 1x1 residual convs of this block form and counts the SE's global pooling.
@@ -74,6 +85,7 @@ def test_released_arch_retrain_form():
     assert 1.0e6 < residual_macs < 1.2e6  # "about 1.1 M more"
 
 
+@pytest.mark.model
 def test_registered_supernets_are_the_transformer_free_paper_networks():
     for name, space in [("hrnas_supernet_seg", "seg"), ("hrnas_supernet_cls", "cls"), ("hrnas_supernet_pose", "pose")]:
         model = hrnas.create_model(name)

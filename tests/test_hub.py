@@ -67,6 +67,7 @@ def _offline(cache: str, code: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.e2e
 def test_named_weights_load_through_the_hub_cache_offline(hub_cache, tmp_path):
     cache, name, state = hub_cache
     repo = f"hrnas/{name}"
@@ -126,6 +127,7 @@ def test_named_weights_load_through_the_hub_cache_offline(hub_cache, tmp_path):
     assert y.shape[1] == out.num_classes and (y.ndim == 2 or tuple(y.shape[2:]) == (size[0] // 4, size[1] // 4))
 
 
+@pytest.mark.e2e
 def test_unpublished_weights_not_found_name_the_command_that_builds_them(tmp_path):
     (tmp_path / "empty").mkdir()
     proc = _offline(
@@ -152,6 +154,7 @@ def test_unpublished_weights_not_found_name_the_command_that_builds_them(tmp_pat
     assert lines["advertised"] == "[]"  # nothing is advertised that cannot be loaded
 
 
+@pytest.mark.model
 def test_local_weights_file_via_overlay(hub_cache, tmp_path):
     _, name, state = hub_cache
     from safetensors.torch import save_file
@@ -163,6 +166,7 @@ def test_local_weights_file_via_overlay(hub_cache, tmp_path):
     assert all(torch.equal(got[k], v) for k, v in state.items())
 
 
+@pytest.mark.model
 def test_model_directory_names_registered_architecture(tmp_path):
     model = hrnas.create_model("hrnas_cls_a", num_classes=7)
     hrnas.save_pretrained(model, tmp_path / "d", architecture="hrnas_cls_a")
@@ -181,6 +185,7 @@ def test_model_directory_names_registered_architecture(tmp_path):
     assert hrnas.create_model(str(tmp_path / "e")).arch.blocks() == narrower.blocks() != model.arch.blocks()
 
 
+@pytest.mark.model
 def test_push_dry_run_writes_exactly_the_upload(tmp_path):
     torch.manual_seed(0)
     model = hrnas.create_model("hrnas_supernet_tiny_cls")
@@ -205,6 +210,7 @@ def test_push_dry_run_writes_exactly_the_upload(tmp_path):
     assert all(torch.equal(got[k], v) for k, v in model.state_dict().items())
 
 
+@pytest.mark.model
 def test_push_refuses_bad_input(tmp_path):
     with pytest.raises(ValueError, match="org/name"):
         push_to_hub(tmp_path, "no-slash", dry_run=tmp_path / "x")
@@ -217,6 +223,7 @@ def test_push_refuses_bad_input(tmp_path):
     assert not (tmp_path / "staged").exists()
 
 
+@pytest.mark.model
 def test_push_command_dry_run(tmp_path):
     from hrnas.cli import main
 
@@ -284,6 +291,7 @@ def test_a_published_tag_not_cached_fails_at_once_when_the_hub_is_unreachable(tm
     assert float(proc.stdout.split("seconds")[-1]) < 5.0
 
 
+@pytest.mark.e2e
 def test_cached_weights_load_when_the_hub_is_unreachable(hub_cache, tmp_path):
     cache, name, state = hub_cache
     proc = _unreachable(

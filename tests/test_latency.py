@@ -174,6 +174,7 @@ def _shapes(arch, size):
     return [(s, hw[n]) for n, s in arch.named_blocks()]
 
 
+@pytest.mark.search
 def test_latency_budgeted_search_ends_inside_the_budget():
     supernet = tiny_supernet()
     table = synthetic_table(supernet.arch)
@@ -194,6 +195,7 @@ def test_latency_budgeted_search_ends_inside_the_budget():
     assert model.blocks(supernet.arch)[name].channel == table.unit_costs(supernet.arch)[name][0]
 
 
+@pytest.mark.search
 @pytest.mark.parametrize("bias", ["uniform", "size-dependent"])
 def test_measured_latency_feedback_puts_the_found_network_on_the_budget(monkeypatch, tmp_path, bias):
     # a device the table misjudges: the networks run faster than predicted (by 20 %, or by more the smaller they
@@ -257,6 +259,7 @@ def test_measured_latency_feedback_puts_the_found_network_on_the_budget(monkeypa
     assert len(timed) == n and again.measured_latency_ms == res.measured_latency_ms and again.arch == res.arch
 
 
+@pytest.mark.search
 def test_a_table_from_another_device_is_not_corrected_by_timing_here(monkeypatch):
     supernet = tiny_supernet(transformers=False)
     table = synthetic_table(supernet.arch)
@@ -268,7 +271,9 @@ def test_a_table_from_another_device_is_not_corrected_by_timing_here(monkeypatch
     monkeypatch.setattr(hrnas.latency, "measure_latency", never)
     target = 0.6 * table.predict(supernet.arch)
     scenes = FashionMNISTScenes("train", 32, canvas=32, seed=3), None
+    # one thread: unset, the run would take the table's thread count (8), which oversubscribes a small machine
     small = dict(steps=6, batch_size=8, shrink_every=2, calib_batches=1, progress=False, latency_feedback=True)
+    small.update(threads=1)
     with pytest.warns(UserWarning, match="the latency table was measured on 'cuda:Some GPU"):
         res = hrnas.search(supernet, *scenes, latency_ms=target, latency_table=table, input_size=SIZE, **small)
     assert res.measured_latency_ms is None and 0.95 * target - 5e-4 <= table.predict(res.arch) <= target
@@ -286,6 +291,7 @@ def test_latency_budget_errors():
         hrnas.search(supernet, *scenes, latency_ms=1e-3, latency_table=table, input_size=SIZE, batch_size=8)
 
 
+@pytest.mark.search
 def test_search_measures_or_reuses_the_table_by_itself(tmp_path, monkeypatch):
     # no table given: the search takes this device's cached table for the supernet (here put there beforehand with
     # a synthetic timer, so that nothing is timed in the test)
@@ -301,6 +307,7 @@ def test_search_measures_or_reuses_the_table_by_itself(tmp_path, monkeypatch):
     assert 0.95 * target - 5e-4 <= cached.predict(res.arch) <= target + 5e-4
 
 
+@pytest.mark.search
 def test_an_erratic_device_still_reports_the_final_networks_measured_latency(monkeypatch):
     # readings that swing +-40 % make the final cut's candidates land outside their band, and the search can end
     # keeping a network other than the last one it timed; it still reports that network's own measured latency (the

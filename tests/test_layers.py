@@ -6,7 +6,7 @@ import torch
 import hrnas
 from hrnas import BlockSpec
 from hrnas.cost import block_macs, transformer_macs, transformer_params
-from hrnas.layers import LightweightTransformer, MixedKernelBlock
+from hrnas.layers import BLOCK_UNITS, LightweightTransformer, MixedKernelBlock
 from hrnas.layers.fused import FusedMixedKernelBlock, fused_to_paths, paths_to_fused
 
 
@@ -51,7 +51,8 @@ def test_fused_form_equals_per_path_block(spec, train):
     torch.testing.assert_close(out_fused, out_paths, atol=1e-5, rtol=1e-5)
     if train and spec.hidden:
         # batch statistics agree too, so running stats move identically
-        torch.testing.assert_close(fused.bn2.running_mean, torch.cat([p.bn2.running_mean for p in block.paths]))
+        per_path = [getattr(p, BLOCK_UNITS.gate_norm).running_mean for p in block.paths]
+        torch.testing.assert_close(fused.bn2.running_mean, torch.cat(per_path))
     # and back: the per-path state is recovered exactly
     back = fused_to_paths(fused.state_dict(), spec)
     assert back.keys() == block.state_dict().keys()
@@ -128,3 +129,48 @@ def block_model(block):
             return self.block(x)
 
     return Wrapper()
+
+
+def _declared_keys_cases():
+    from hrnas.archs import zoo_entries
+
+    for space in hrnas.list_spaces():
+        yield f"space {space}", hrnas.get_space(space).supernet()  # with transformers
+    yield "released cls arch (SE, swish)", hrnas.released_cls_arch("retrain")
+    for name in zoo_entries():  # searched: emptied paths and blocks, transformers with fewer tokens
+        yield name, hrnas.zoo_arch(name)
+
+
+@pytest.mark.parametrize("arch", [a for _, a in _declared_keys_cases()], ids=[n for n, _ in _declared_keys_cases()])
+def test_every_declared_unit_key_exists_and_every_path_tensor_is_declared(arch):
+    """BLOCK_UNITS / TOKEN_UNITS name every searchable unit's tensors for the penalty, selection, shrinking,
+    conversion and deploy: each name they produce is a real tensor of every network, with the unit count along the
+    declared dim, and no tensor of a kernel path is left undeclared (it would not be sliced when units go)."""
+    from hrnas.layers import BLOCK_UNITS as U
+    from hrnas.layers import TOKEN_UNITS as T
+
+    with torch.device("meta"):
+        state = hrnas.HRNASNet(arch).state_dict()
+    declared = set()
+    for name, spec in arch.named_blocks():
+        for i, (_, n) in enumerate(spec.paths):
+            assert state[U.channel_gate(name, i)].shape == (n,)
+            for tensor, dim in U.path_tensors():
+                key = f"{U.path(name, i)}.{tensor}"
+                assert dim is None or state[key].shape[dim] == n, key
+                declared.add(key)
+        if spec.hidden:
+            for tensor in ("weight", "bias", "running_mean", "running_var"):
+                assert state[U.norm(name, tensor)].shape == (spec.out_chs,)
+            for tensor, dim in U.se_tensors() if spec.se_chs else ():
+                assert state[f"{name}.{tensor}"].shape[dim] == spec.hidden
+        else:
+            assert state[f"{name}.{U.constant}"].shape == (spec.out_chs,)
+        if spec.tokens:
+            assert state[U.token_gate(name)].shape == (spec.tokens,)
+            for tensor, dim in T.tensors():
+                assert state[f"{U.transformer_path(name)}.{tensor}"].shape[dim] == spec.tokens
+        else:
+            assert not any(k.startswith(U.transformer_path(name) + ".") for k in state)
+    in_paths = {k for k in state if f".{U.paths}." in k}
+    assert in_paths == declared

@@ -32,6 +32,7 @@ def tiny_supernet(**kw):
     return hrnas.create_supernet("seg", space="seg_tiny", max_tokens=4, **kw)
 
 
+@pytest.mark.search
 def test_search_chooses_its_threads_and_gives_torch_its_own_back(scenes):
     from hrnas.threads import usable_cpus
 
@@ -44,6 +45,7 @@ def test_search_chooses_its_threads_and_gives_torch_its_own_back(scenes):
         hrnas.search(tiny_supernet(), *scenes, threads=0, **SMALL)
 
 
+@pytest.mark.search
 def test_budget_search_ends_inside_budget_and_removes_tokens(scenes, tmp_path):
     supernet = tiny_supernet()
     start = hrnas.count_macs(supernet.arch, 32)
@@ -89,6 +91,7 @@ def test_budget_search_ends_inside_budget_and_removes_tokens(scenes, tmp_path):
         torch.testing.assert_close(resumed.model(x), res.model(x), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.search
 def test_budget_is_counted_on_the_named_configuration(scenes):
     # searched on 11-class 32px data, budgeted for 150 classes at 64x96 (the configuration it will ship in)
     supernet = tiny_supernet(transformers=False)
@@ -139,6 +142,7 @@ def test_budget_controller_family_trajectory():
     assert (c.budget_at(71), c.floor_at(71)) == (100, 90) and (c.budget_at(72), c.floor_at(72)) == (10, 9)
 
 
+@pytest.mark.search
 def test_params_budget(scenes):
     supernet = tiny_supernet(transformers=False)
     budget = int(0.6 * hrnas.count_params(supernet.arch))
@@ -146,6 +150,7 @@ def test_params_budget(scenes):
     assert 0.9 * budget <= res.params <= budget
 
 
+@pytest.mark.search
 def test_paper_mode_and_equal_penalty(scenes):
     # no budget: the paper's linear rho ramp; a strong rho so that a short run removes something, and no EMA
     # (whose gates would lag behind for longer than this run)
@@ -157,6 +162,7 @@ def test_paper_mode_and_equal_penalty(scenes):
     assert res.macs < hrnas.count_macs(supernet.arch, (64, 64))
 
 
+@pytest.mark.search
 def test_classification_search():
     train = FashionMNIST("train", image_size=32, limit=20)
     val = FashionMNIST("test", image_size=32, limit=4)
@@ -179,6 +185,7 @@ def test_unreachable_and_pointless_budgets(scenes):
         hrnas.search(supernet, *scenes, bugdet="1G")
 
 
+@pytest.mark.search
 def test_num_classes_mismatch(scenes):
     supernet = tiny_supernet(num_classes=5)
     with pytest.raises(ValueError, match=r"segmentation label \d+ is outside the model's 5 classes.*num_classes="):
@@ -190,6 +197,7 @@ def test_missing_data_says_how_to_install(tmp_path):
         FashionMNIST("train", data_dir=tmp_path)
 
 
+@pytest.mark.search
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(scenes, tmp_path):
     calls = {"n": 0}
 
@@ -222,7 +230,7 @@ def _assert_same(a, b, atol=1e-6):
         torch.testing.assert_close(a["state"][k], b["state"][k], atol=atol, rtol=1e-5, msg=k)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
@@ -251,7 +259,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     _assert_same(_final(ref_dir), _final(run_dir))
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_torchrun_two_processes_agree(tmp_path):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
     assert torchrun, "torchrun not found next to the interpreter"
@@ -281,6 +289,7 @@ def test_checkpoint_is_verified(tmp_path):
     assert math.isfinite(1.0)
 
 
+@pytest.mark.search
 def test_family_of_budgets_in_one_run(scenes, tmp_path):
     supernet = tiny_supernet(transformers=False)
     start = hrnas.count_macs(supernet.arch, 32)
@@ -302,3 +311,78 @@ def test_family_of_budgets_in_one_run(scenes, tmp_path):
             assert torch.equal(hrnas.create_model(str(d)).eval()(x), member.model(x))
     cfg = SearchConfig.from_yaml(tmp_path / "config.yaml")
     assert cfg.budget == budgets
+
+
+class _Recorder:
+    """A callback that records every event, and uses what a RunView offers (batch, build, evaluate, calibrate)."""
+
+    def __init__(self):
+        self.events = []
+
+    def on_run_start(self, run):
+        x, _ = run.train_batch()
+        self.events.append(("start", run.step, tuple(x.shape)))
+
+    def on_step_end(self, run, event):
+        assert event.step == run.step and event.seconds > 0 and event.threads >= 1
+        self.events.append(("step", event.step, event.loss))
+
+    def on_shrink_start(self, run, final):
+        self.events.append(("shrink_start", run.step, final))
+
+    def on_shrink_end(self, run, event):
+        assert event.cost_after <= event.cost_before
+        self.events.append(("shrink_end", event.step, event.final, event.cost_before, event.cost_after))
+
+    def on_evaluate(self, run, row):
+        model = run.build(run.arch)
+        model.load_state_dict(run.model.state_dict())
+        run.calibrate(model)
+        self.events.append(("evaluate", row["step"], run.evaluate(model.eval()) is not None, len(run.gates())))
+
+    def on_run_end(self, run, result):
+        self.events.append(("end", run.step, result.metric))
+
+    def kinds(self, kind):
+        return [e for e in self.events if e[0] == kind]
+
+
+@pytest.mark.search
+def test_callbacks_observe_a_search_without_changing_it(scenes):
+    supernet = tiny_supernet()  # one initialisation for both runs (search leaves it alone)
+    budget = int(0.5 * hrnas.count_macs(supernet.arch, 32))
+    settings = dict(SMALL, budget=budget, input_size=(32, 32), threads=1)
+    plain = hrnas.search(supernet, *scenes, **settings)
+    seen = _Recorder()
+    observed = hrnas.search(supernet, *scenes, callbacks=[seen], **settings)
+    assert observed.arch == plain.arch and observed.history[-1]["metric"] == plain.history[-1]["metric"]
+    weights = observed.model.state_dict()
+    for k, v in plain.model.state_dict().items():
+        assert torch.equal(weights[k], v), k
+    assert seen.events[0] == ("start", 0, (8, 3, 32, 32)) and seen.events[-1] == ("end", 24, plain.metric)
+    assert [e[1] for e in seen.kinds("step")] == list(range(1, 25))
+    ends = seen.kinds("shrink_end")
+    assert len(ends) == len(seen.kinds("shrink_start")) == 24 // 3 - 1 + 1  # every check inside the run, the final
+    assert [e[2] for e in ends] == [False] * (len(ends) - 1) + [True] and ends[-1][4] == plain.cost
+    assert [e[1] for e in seen.kinds("evaluate")] == [r["step"] for r in plain.history]
+    assert all(e[2] and e[3] > 0 for e in seen.kinds("evaluate"))
+
+
+@pytest.mark.search
+def test_train_keeps_a_fixed_architecture_and_runs_no_shrink(scenes, tmp_path):
+    net = hrnas.HRNASNet(hrnas.get_space("seg_tiny").supernet(transformers=False).replace(name="mine"))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    seen = _Recorder()
+    settings = dict(SMALL, steps=8, eval_every=4, input_size=(32, 32))
+    res = hrnas.train(net, *scenes, callbacks=[seen], output_dir=str(tmp_path), **settings)
+    assert res.arch == net.arch and res.arch.name == "mine"  # nothing removed, its own name
+    given, trained = net.state_dict(), res.model.state_dict()
+    assert all(torch.equal(v, given[k]) for k, v in before.items())  # the model passed in is left alone
+    assert any(not torch.equal(v, trained[k]) for k, v in before.items() if v.is_floating_point())
+    assert [r["step"] for r in res.history] == [4, 8] and all(r["rho"] == 0 for r in res.history)
+    assert not seen.kinds("shrink_start") and len(seen.kinds("step")) == 8 and len(seen.kinds("evaluate")) == 2
+    assert hrnas.Arch.load(tmp_path / "arch.json") == net.arch
+    with pytest.raises(ValueError, match="train\\(\\) trains a fixed architecture: budget only apply"):
+        hrnas.train(net, *scenes, budget="1M", **SMALL)
+    with pytest.raises(ValueError, match="latency_ms only apply"):
+        hrnas.train(net, *scenes, config=SearchConfig(latency_ms=3.0), **SMALL)

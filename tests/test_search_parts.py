@@ -11,8 +11,9 @@ import torch
 import hrnas
 from hrnas.cost import block_input_sizes
 from hrnas.latency import LatencyTable
+from hrnas.layers import BLOCK_UNITS
 from hrnas.searching import SearchConfig
-from hrnas.searching.budget import BudgetController, RhoRamp
+from hrnas.searching.budget import Budget, BudgetController, RhoRamp
 from hrnas.searching.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
@@ -39,11 +40,11 @@ def supernet():
 
 
 def _gates(arch, state):
-    """Gate keys of every block, in unit order: each path's bn2 weight, then the transformer's input norm."""
+    """Gate keys of every block, in unit order: each path's gate, then the transformer's token gate."""
     keys = []
     for name, spec in arch.named_blocks():
-        keys += [f"{name}.paths.{i}.bn2.weight" for i in range(len(spec.paths))]
-        keys += [f"{name}.transformer.input_norm.weight"] if spec.tokens else []
+        keys += [BLOCK_UNITS.channel_gate(name, i) for i in range(len(spec.paths))]
+        keys += [BLOCK_UNITS.token_gate(name)] if spec.tokens else []
     return keys
 
 
@@ -84,8 +85,8 @@ def test_paper_rule_removes_units_dead_on_either_weights(supernet):
     arch = supernet.arch
     name = arch.named_blocks()[0][0]
     state, ema = _state(supernet), _state(supernet)
-    state[f"{name}.paths.0.bn2.weight"][:5] = 0.0  # dead in the network being trained
-    ema[f"{name}.paths.1.bn2.weight"][:3] = 1e-4  # dead in the EMA (at most the threshold)
+    state[BLOCK_UNITS.channel_gate(name, 0)][:5] = 0.0  # dead in the network being trained
+    ema[BLOCK_UNITS.channel_gate(name, 1)][:3] = 1e-4  # dead in the EMA (at most the threshold)
     model = CostModel(SIZE)
     index = UnitIndex(arch, state, ema, model, model.normalizer(arch))
     sel = select_units(index, 1e-3)
@@ -162,9 +163,9 @@ def test_trainer_measures_importance_and_slices_it_with_the_network():
     assert any(float(v.sum()) > 0 for v in trainer.importance.values())
     block = net.arch.named_blocks()[0][0]
     keep = torch.arange(5, trainer.model.arch.named_blocks()[0][1].hidden)
-    before = trainer.importance[f"{block}.paths.0.bn2.weight"].clone()
+    before = trainer.importance[BLOCK_UNITS.channel_gate(block, 0)].clone()
     trainer.swap(plan_shrink(trainer.model.arch, {block: BlockKeep(channels=keep, tokens=None)}))
-    after = trainer.importance[f"{block}.paths.0.bn2.weight"]
+    after = trainer.importance[BLOCK_UNITS.channel_gate(block, 0)]
     assert torch.equal(after, before[5:])  # the kept units keep their measurements
     assert "importance" in trainer.state_dict()
 
@@ -217,8 +218,9 @@ def test_the_first_step_after_resuming_draws_what_the_uninterrupted_run_drew():
 
 
 def _plan(cfg, **kw):
-    args = dict(task="seg", metric="macs", start_cost=1000, fixed_cost=100, input_size=SIZE)
-    return plan_run(cfg, 10, **{**args, **kw})
+    budget = Budget.from_config(cfg)
+    args = dict(task="seg", budget=budget, metric=budget.kind if budget else "macs", start_cost=1000, fixed_cost=100)
+    return plan_run(cfg, 10, **{**args, "input_size": SIZE, **kw})
 
 
 def test_plan_of_a_family_run():
@@ -257,7 +259,7 @@ def test_finetuned_tail_stops_the_penalty_and_restarts_the_learning_rate():
 
 
 def test_plan_of_latency_and_paper_runs():
-    latency = _plan(SearchConfig(steps=40, latency_ms=0.5), metric="latency")
+    latency = _plan(SearchConfig(steps=40, latency_ms=0.5))
     assert latency.budgets == (500,)  # microseconds
     c = latency.controller()
     assert (c.goal, c.lower) == (0.975, 0.95) and latency.min_shrink == 0.0
@@ -296,10 +298,10 @@ def test_gate_penalty_l1_and_proximal_step():
     expected = 0.0
     for name, spec in arch.named_blocks():
         vec, tok = pens[name]
-        gates = [model.get_parameter(f"{name}.paths.{i}.bn2.weight") for i in range(len(spec.paths))]
+        gates = [model.get_parameter(BLOCK_UNITS.channel_gate(name, i)) for i in range(len(spec.paths))]
         expected += float((vec * torch.cat(gates).detach().abs()).sum())
         if spec.tokens:
-            expected += tok * float(model.get_parameter(f"{name}.transformer.input_norm.weight").detach().abs().sum())
+            expected += tok * float(model.get_parameter(BLOCK_UNITS.token_gate(name)).detach().abs().sum())
     assert penalty.l1().detach().item() == pytest.approx(expected, rel=1e-5)
     g, pen = penalty.gates[0]
     before = g.detach().clone()
@@ -362,8 +364,8 @@ def test_latency_feedback_times_near_the_budget_and_corrects_the_prediction(supe
     assert feedback.measure(arch, step=4, members=0, force=True)
     (call,) = device.calls
     assert call["arch"] == arch and call["input_size"] == SIZE and call["reference"] is table
-    assert feedback.cost_model.correction == pytest.approx(0.8, rel=1e-4)
-    assert abs(feedback.cost_model.total(arch) - 0.8 * full) <= 1  # whole microseconds
+    assert feedback.correction == pytest.approx(0.8, rel=1e-4) and feedback.cost_model.correction == 1.0
+    assert abs(feedback.costs().total(arch) - 0.8 * full) <= 1  # whole microseconds
     assert feedback.measure(arch, step=5, members=0) and len(device.calls) == 1  # its measurement is in use
     assert feedback.measured_ms(arch) == pytest.approx(0.8 * table.predict(arch), abs=1e-4)
     # a network timed again pools its readings (median)
@@ -379,7 +381,7 @@ def test_latency_feedback_times_near_the_budget_and_corrects_the_prediction(supe
     again = _feedback(table, full // 2, device)
     again.load_state_dict(feedback.state_dict())
     assert again.checks == feedback.checks and again.measured_arch == arch
-    assert again.cost_model.correction == feedback.cost_model.correction
+    assert again.correction == feedback.correction
 
 
 def test_latency_feedback_settles_a_cut_on_the_measured_latency(supernet):
@@ -397,15 +399,15 @@ def test_latency_feedback_settles_a_cut_on_the_measured_latency(supernet):
     index = UnitIndex(arch, state, state, feedback.cost_model, feedback.cost_model.normalizer(arch))
     choices = []
 
-    def choose():
+    def choose(costs):
         choices.append(1)
-        return select_units(index, 1e-3, controller, 10, True)
+        return select_units(index.priced(costs), 1e-3, controller, 10, True)
 
     first = select_units(index, 1e-3, controller, 10, True)
     assert first.cost_after <= budget  # on the table's prediction
     sel = feedback.settle(index, first, choose, controller, step=10, members=0, final=True)
     assert choices and device.calls[-1]["arch"] == index.arch_without(sel.removed)
-    assert 0.95 * budget <= feedback.cost_model.total(index.arch_without(sel.removed)) <= budget  # measured
+    assert 0.95 * budget <= feedback.costs().total(index.arch_without(sel.removed)) <= budget  # measured
 
 
 def test_latency_feedback_is_off_for_a_table_of_another_device(supernet):

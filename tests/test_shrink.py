@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import hrnas
+from hrnas.layers import BLOCK_UNITS
 from hrnas.searching.ema import EMA
 from hrnas.searching.shrink import BlockKeep, plan_shrink, shrink_model, shrink_optimizer_state
 
@@ -27,8 +28,9 @@ def _zero_gates(block, dead):
     """Zero the depthwise-BN gates of the hidden channels flagged in ``dead`` (all paths, in path order)."""
     start = 0
     for path in block.paths:
-        n = path.bn2.weight.numel()
-        path.bn2.weight.data[dead[start : start + n]] = 0
+        gate = getattr(path, BLOCK_UNITS.gate_norm).weight
+        n = gate.numel()
+        gate.data[dead[start : start + n]] = 0
         start += n
 
 
@@ -126,11 +128,12 @@ def test_optimizer_state_and_ema_are_sliced_like_the_weights(opt_name):
     old_p = dict(model.named_parameters())
     new_p = dict(small.named_parameters())
     key = "momentum_buffer" if opt_name == "sgd" else "exp_avg_sq"
-    w = f"{name}.paths.1.conv_pw.weight"
+    u = BLOCK_UNITS
+    w = f"{u.path(name, 1)}.{u.expand}.weight"
     torch.testing.assert_close(new_opt.state[new_p[w]][key], opt.state[old_p[w]][key][[30 - 24, 40 - 24]])
-    pwl = f"{name}.paths.0.conv_pwl.weight"
+    pwl = f"{u.path(name, 0)}.{u.project}.weight"
     torch.testing.assert_close(new_opt.state[new_p[pwl]][key], opt.state[old_p[pwl]][key][:, [0, 5]])
-    assert f"{name}.paths.2.conv_pw.weight" not in new_p  # the 7x7 path kept nothing and is gone
+    assert f"{u.path(name, 2)}.{u.expand}.weight" not in new_p  # the 7x7 path kept nothing and is gone
     untouched = "stem.0.conv.weight"
     torch.testing.assert_close(new_opt.state[new_p[untouched]][key], opt.state[old_p[untouched]][key])
     if opt_name == "adamw":
@@ -151,8 +154,9 @@ def test_token_removal_shapes_cost_and_bounded_change():
     with_tokens = [(n, b) for n, b in arch.named_blocks() if b.tokens]
     (n1, b1), (n2, b2) = with_tokens[0], with_tokens[1]
     # the search empties a token's gate before removing it
-    named[n1].transformer.input_norm.weight.data[[0, 2, 5]] = 0
-    named[n2].transformer.input_norm.weight.data[:] = 0
+    gates = dict(model.named_parameters())
+    gates[BLOCK_UNITS.token_gate(n1)].data[[0, 2, 5]] = 0
+    gates[BLOCK_UNITS.token_gate(n2)].data[:] = 0
     keeps = {
         n1: BlockKeep(torch.arange(b1.hidden), tokens=torch.tensor([1, 3, 4, 6, 7])),
         n2: BlockKeep(torch.arange(b2.hidden), tokens=torch.tensor([], dtype=torch.long)),

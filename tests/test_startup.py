@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # each test starts a fresh interpreter
+
 ORDERS = [
     "import hrnas; import timm",
     "import timm; import hrnas",
@@ -48,9 +50,9 @@ assert hrnas.count_macs is not None and "hrnas_cls_a" in hrnas.list_models()  # 
 def test_submodules_import_by_any_form_and_public_functions_stay_functions():
     code = """
 import types
-import hrnas.searching.loop as L, hrnas.exporting, hrnas.deployment  # the submodules first, as the command line does
+import hrnas.searching.loop as L, hrnas.searching.entry as E, hrnas.exporting, hrnas.deployment  # submodules first
 import hrnas
-assert L.search is hrnas.search
+assert E.search is hrnas.search and E.train is hrnas.train and L.__name__ == "hrnas.searching.loop"
 for name in ("search", "export", "deploy"):
     value = getattr(hrnas, name)
     assert callable(value) and not isinstance(value, types.ModuleType), (name, value)

@@ -40,7 +40,7 @@ def test_arch_imports_only_the_file_helpers():
 
 def test_the_import_finder_sees_every_kind_of_import():
     source = (
-        "import os\nfrom ._files import write_atomic\n"
+        "import os\nfrom .files import write_atomic\n"
         "def f():\n    from .cost import count_macs\n    import hrnas.net\n    from .. import latency\n"
         "class A:\n    def g(self):\n        from .searching.units import CostModel\n"
     )
@@ -93,3 +93,51 @@ def test_no_module_is_named_like_a_public_name():
         modules = {p.stem for p in path.glob("*.py")} | {p.name for p in path.iterdir() if (p / "__init__.py").exists()}
         exports, _ = _lazy_exports(path)
         assert not modules & set(exports), (package, modules & set(exports))
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def private_uses(source: str) -> list[str]:
+    """The private hrnas names ``source`` uses: modules or names with a leading underscore in its hrnas imports, and
+    underscore attributes read from what those imports bound."""
+    found, bound = [], set()
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "hrnas":
+                    found += [a.name for part in a.name.split(".") if _private(part)]
+                    bound.add(a.asname or "hrnas")
+        elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "hrnas":
+            found += [node.module for part in node.module.split(".") if _private(part)]
+            found += [f"{node.module}.{a.name}" for a in node.names if _private(a.name)]
+            bound |= {a.asname or a.name for a in node.names}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in bound:
+                found.append(f"{root.id}...{node.attr}")
+    return found
+
+
+def test_the_private_name_finder_sees_every_kind_of_use():
+    source = (
+        "import hrnas\nimport hrnas._files as f\nfrom hrnas.release.recipes import _supernet, run_recipe\n"
+        "from hrnas.searching import loop\nclass A(loop._Run):\n    pass\nx = hrnas.archs.__file__\n"
+        "from _common import _helper\n"
+    )
+    assert private_uses(source) == ["hrnas._files", "hrnas.release.recipes._supernet", "loop..._Run"]
+
+
+def test_benchmarks_use_only_public_hrnas_names():
+    """The benchmarks are users of the library: what they need is public (issue 32)."""
+    used = {
+        f"{path.name}: {name}"
+        for path in sorted((ROOT.parent / "benchmarks").glob("*.py"))
+        for name in private_uses(path.read_text())
+    }
+    assert not used, sorted(used)

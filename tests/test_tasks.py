@@ -50,6 +50,7 @@ def test_keypoint_accuracy():
         task.check_target(target, 17)
 
 
+@pytest.mark.search
 def test_keypoint_search_runs_end_to_end():
     torch.manual_seed(0)
     n = 32

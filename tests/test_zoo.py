@@ -22,6 +22,7 @@ def test_searched_names_are_registered_exactly_when_their_architecture_ships():
     assert timm.is_model("hrnas_cls_a")  # the released architecture is always there
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("name", SHIPPED_SEARCHED)
 def test_budget_holds_at_the_named_configuration(name):
     entry = zoo_entry(name)
@@ -108,7 +109,7 @@ def test_model_cards_show_the_held_out_result_beside_the_other_backbones():
     assert "`benchmarks/results/zoo_quality.md`" in held
 
 
-@pytest.mark.slow
+@pytest.mark.search
 def test_zoo_build_quick_writes_entry_and_weights(tmp_path):
     from hrnas.cli import main
 
@@ -188,6 +189,7 @@ def test_seg_models_meet_the_papers_budgets_counted_at_224_with_150_classes(name
     assert f"{at_512:.1f} G at 512x512" in catalog_entry(name).description
 
 
+@pytest.mark.model
 @pytest.mark.parametrize("name", SHIPPED_SEARCHED)
 def test_the_first_zoos_architecture_stays_buildable(name):
     """``arch_version=1`` builds the first zoo's architecture (so earlier results reproduce), without weights."""

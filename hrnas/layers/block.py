@@ -7,9 +7,9 @@ layout of the paper's search block.
 Because BatchNorm and depthwise convs act per channel, the same function can be computed with one 1x1 expansion
 to all hidden channels, a depthwise conv per kernel group and one 1x1 projection
 (:class:`hrnas.layers.fused.FusedMixedKernelBlock`). That "fused" form was expected to be faster; measured on
-the CPUs here it is not (the concatenation of the depthwise outputs costs more than the extra small convs save:
-a training step of the seg supernet at 512x1024 takes 1.9x as long in channels-last), so the per-path form is the
-one networks are built from, and :func:`hrnas.deploy` merges paths only where that measures faster.
+the CPUs here it is not (the concatenation of the depthwise outputs costs more than the extra small convs save;
+``benchmarks/results/search_cost.md`` has the step times), so the per-path form is the one networks are built from,
+and :func:`hrnas.deploy` merges paths only where that measures faster.
 
 The importance of a hidden channel (what the search's L1 penalty acts on) is ``|gamma|`` of its path's ``bn2``,
 the BatchNorm after the depthwise conv.
@@ -18,15 +18,18 @@ the BatchNorm after the depthwise conv.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import List, Optional
 
 import torch
 from torch import nn
 
 from ..arch import BlockSpec
-from .transformer import LightweightTransformer
+from .transformer import TOKEN_UNITS, LightweightTransformer
 
 __all__ = [
+    "BLOCK_UNITS",
+    "BlockUnits",
     "ConvBnAct",
     "KernelPath",
     "MixedKernelBlock",
@@ -36,6 +39,81 @@ __all__ = [
     "make_transformer",
     "residual_groups",
 ]
+
+
+def _bn_tensors(name: str) -> tuple[tuple[str, Optional[int]], ...]:
+    per_channel = tuple((f"{name}.{k}", 0) for k in ("weight", "bias", "running_mean", "running_var"))
+    return (*per_channel, (f"{name}.num_batches_tracked", None))
+
+
+@dataclass(frozen=True)
+class BlockUnits:
+    """The names of the tensors that hold a :class:`MixedKernelBlock`'s searchable units: its kernel paths' hidden
+    channels, the block-level tensors they feed, and where its transformer (whose tokens
+    :class:`hrnas.layers.transformer.TokenUnits` names) sits.
+
+    Declared here, next to the attributes they name, and read from here by everything that addresses units by
+    name (the search's penalty, selection and shrinking, weight conversion, deploy's folding, the fused form), so
+    renaming one of them changes this file only; tests/test_layers.py checks every name against every space.
+    Keys are state-dict names below a block's module path (``block``; ``''`` for keys relative to the block).
+    """
+
+    paths: str = "paths"  # the block's kernel paths (a ModuleList of KernelPath)
+    expand: str = "conv_pw"
+    expand_norm: str = "bn1"
+    depthwise: str = "conv_dw"
+    gate_norm: str = "bn2"  # |gamma| of this BatchNorm (after the depthwise conv) is each hidden channel's importance
+    project: str = "conv_pwl"
+    block_norm: str = "bn3"  # after the summed projections: removed channels' constant output folds into it
+    constant: str = "bias"  # a block without hidden channels: the folded constant, a buffer
+    se: str = "se"
+    se_reduce: str = "conv_reduce"
+    se_expand: str = "conv_expand"
+    transformer: str = "transformer"
+
+    def _in(self, block: str, key: str) -> str:
+        return f"{block}.{key}" if block else key
+
+    def path(self, block: str, i: int) -> str:
+        """Module path of kernel path ``i`` of ``block``."""
+        return self._in(block, f"{self.paths}.{i}")
+
+    def channel_gate(self, block: str, i: int) -> str:
+        """The gate of kernel path ``i``'s hidden channels."""
+        return f"{self.path(block, i)}.{self.gate_norm}.weight"
+
+    def token_gate(self, block: str) -> str:
+        """The gate of ``block``'s transformer tokens."""
+        return TOKEN_UNITS.gate(self.transformer_path(block))
+
+    def transformer_path(self, block: str) -> str:
+        return self._in(block, self.transformer)
+
+    def norm(self, block: str, tensor: str) -> str:
+        """A tensor of the block's BatchNorm after the summed projections (``weight``, ``running_mean``...)."""
+        return self._in(block, f"{self.block_norm}.{tensor}")
+
+    def path_tensors(self) -> tuple[tuple[str, Optional[int]], ...]:
+        """Every tensor of a kernel path (relative to it), with the dim that indexes its hidden channels (``None``:
+        not per channel)."""
+        return (
+            (f"{self.expand}.weight", 0),
+            *_bn_tensors(self.expand_norm),
+            (f"{self.depthwise}.weight", 0),
+            *_bn_tensors(self.gate_norm),
+            (f"{self.project}.weight", 1),
+        )
+
+    def se_tensors(self) -> tuple[tuple[str, int], ...]:
+        """The SE's tensors (relative to the block), with the dim that indexes the block's hidden channels."""
+        return (
+            (f"{self.se}.{self.se_reduce}.weight", 1),
+            (f"{self.se}.{self.se_expand}.weight", 0),
+            (f"{self.se}.{self.se_expand}.bias", 0),
+        )
+
+
+BLOCK_UNITS = BlockUnits()
 
 
 def make_act(name: str, inplace: bool = True) -> nn.Module:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..arch import BlockSpec
-from .block import MixedKernelBlock, make_act, make_shortcut, make_transformer
+from .block import BLOCK_UNITS, BlockUnits, MixedKernelBlock, make_act, make_shortcut, make_transformer
 
 __all__ = ["FusedMixedKernelBlock", "fused_to_paths", "paths_to_fused", "to_fused"]
 
@@ -112,15 +112,23 @@ class FusedMixedKernelBlock(nn.Module):
         return f"{self.in_chs}->{self.out_chs}, stride={self.stride}, kernels=[{kc}], tokens={self.spec.tokens}"
 
 
+# the fused block's own tensors (its attribute names) <- each kernel path's, named as BLOCK_UNITS declares them
+def _fused_from_path(u: BlockUnits) -> dict[str, str]:
+    pairs = {"conv_pw": u.expand, "bn1": u.expand_norm, "bn2": u.gate_norm, "conv_pwl": u.project}
+    return {f"{f}.{k}": f"{p}.{k}" for f, p in pairs.items() for k in ("weight", *_BN_KEYS[1:], "num_batches_tracked")}
+
+
 def paths_to_fused(state: Dict[str, torch.Tensor], spec: BlockSpec) -> Dict[str, torch.Tensor]:
     """Map a per-path block's state onto the fused block's: expansions and BNs concatenated in path order,
     projections along their input channels."""
+    u = BLOCK_UNITS
     n = len(spec.paths)
-    out = {k: v for k, v in state.items() if not k.startswith("paths.")}
+    out = {k: v for k, v in state.items() if not k.startswith(f"{u.paths}.")}
     if n:
+        source = _fused_from_path(u)
 
         def cat(key: str, dim: int = 0) -> torch.Tensor:
-            return torch.cat([state[f"paths.{p}.{key}"] for p in range(n)], dim=dim)
+            return torch.cat([state[f"{u.path('', p)}.{source[key]}"] for p in range(n)], dim=dim)
 
         out["conv_pw.weight"] = cat("conv_pw.weight")
         out["conv_pwl.weight"] = cat("conv_pwl.weight", dim=1)
@@ -128,32 +136,36 @@ def paths_to_fused(state: Dict[str, torch.Tensor], spec: BlockSpec) -> Dict[str,
             out[f"bn1.{k}"] = cat(f"bn1.{k}")
             out[f"bn2.{k}"] = cat(f"bn2.{k}")
         for bn in ("bn1", "bn2"):
-            if f"paths.0.{bn}.num_batches_tracked" in state:
-                out[f"{bn}.num_batches_tracked"] = state[f"paths.0.{bn}.num_batches_tracked"]
+            first = f"{u.path('', 0)}.{source[f'{bn}.num_batches_tracked']}"
+            if first in state:
+                out[f"{bn}.num_batches_tracked"] = state[first]
         for p in range(n):
-            out[f"conv_dw.{p}.weight"] = state[f"paths.{p}.conv_dw.weight"]
+            out[f"conv_dw.{p}.weight"] = state[f"{u.path('', p)}.{u.depthwise}.weight"]
     return out
 
 
 def fused_to_paths(state: Dict[str, torch.Tensor], spec: BlockSpec) -> Dict[str, torch.Tensor]:
     """The inverse of :func:`paths_to_fused`."""
+    u = BLOCK_UNITS
     sizes = [c for _, c in spec.paths]
     fused_keys = ("conv_pw.", "conv_pwl.", "bn1.", "bn2.", "conv_dw.")
     out = {k: v for k, v in state.items() if not k.startswith(fused_keys)}
     if sizes:
+        target = _fused_from_path(u)
         for p, w in enumerate(torch.split(state["conv_pw.weight"], sizes)):
-            out[f"paths.{p}.conv_pw.weight"] = w.clone()
+            out[f"{u.path('', p)}.{target['conv_pw.weight']}"] = w.clone()
         for p, w in enumerate(torch.split(state["conv_pwl.weight"], sizes, dim=1)):
-            out[f"paths.{p}.conv_pwl.weight"] = w.clone()
+            out[f"{u.path('', p)}.{target['conv_pwl.weight']}"] = w.clone()
         for bn in ("bn1", "bn2"):
             for k in _BN_KEYS:
                 for p, t in enumerate(torch.split(state[f"{bn}.{k}"], sizes)):
-                    out[f"paths.{p}.{bn}.{k}"] = t.clone()
+                    out[f"{u.path('', p)}.{target[f'{bn}.{k}']}"] = t.clone()
             for p in range(len(sizes)):
                 if f"{bn}.num_batches_tracked" in state:
-                    out[f"paths.{p}.{bn}.num_batches_tracked"] = state[f"{bn}.num_batches_tracked"]
+                    key = f"{u.path('', p)}.{target[f'{bn}.num_batches_tracked']}"
+                    out[key] = state[f"{bn}.num_batches_tracked"]
         for p in range(len(sizes)):
-            out[f"paths.{p}.conv_dw.weight"] = state[f"conv_dw.{p}.weight"]
+            out[f"{u.path('', p)}.{u.depthwise}.weight"] = state[f"conv_dw.{p}.weight"]
     return out
 
 
@@ -163,7 +175,8 @@ def to_fused(model: nn.Module) -> nn.Module:
     for parent in list(fused.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, MixedKernelBlock):
-                bn = child.bn3 if isinstance(child.bn3, nn.BatchNorm2d) else None
+                norm = getattr(child, BLOCK_UNITS.block_norm)
+                bn = norm if isinstance(norm, nn.BatchNorm2d) else None
                 kwargs = {"momentum": bn.momentum, "eps": bn.eps} if bn is not None else {}
                 block = FusedMixedKernelBlock(child.spec, kwargs)
                 ref = next(iter(child.state_dict().values()))

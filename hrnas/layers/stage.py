@@ -1,6 +1,6 @@
 """One HR-NAS stage: neighbour-only branch fusion, then parallel block stacks.
 
-Fusion (reference/hrnas_original_code.md section 2.2): output branch ``i`` is ``act(sum_j f_ij(x_j))`` over the
+Fusion (as in the original code): output branch ``i`` is ``act(sum_j f_ij(x_j))`` over the
 input branches ``j`` in ``{i-1, i, i+1}`` that exist. ``f_ij`` is a stride-2 block when ``j`` is the
 higher-resolution neighbour, a stride-1 block when ``j == i``, and a stride-1 block followed by nearest
 upsampling when ``j`` is the lower-resolution neighbour. Upsampling goes to the target branch's actual size, so

@@ -1,4 +1,4 @@
-"""HR-NAS's lightweight transformer (reference/hrnas_original_code.md section 3).
+"""HR-NAS's lightweight transformer, as the original code defines it.
 
 The feature map is resized to a fixed ``grid x grid`` (8x8) map, two standardised coordinate channels are
 appended, and a 1x1 conv + BatchNorm turns the channels into ``tokens`` tokens, each the flattened grid (a 64-d
@@ -12,13 +12,41 @@ Its cost does not depend on the input's height and width except for the two resi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..arch import TRANSFORMER_FFN, TRANSFORMER_GRID
 
-__all__ = ["LightweightTransformer", "TokenAttention", "coordinate_channels"]
+__all__ = ["TOKEN_UNITS", "LightweightTransformer", "TokenAttention", "TokenUnits", "coordinate_channels"]
+
+
+@dataclass(frozen=True)
+class TokenUnits:
+    """The names of the tensors that hold a :class:`LightweightTransformer`'s tokens (the search's token units),
+    relative to the transformer. Declared here, next to the attributes they name, and read from here by everything
+    that addresses tokens by name (the search's penalty, selection and shrinking; deploy's BatchNorm folding), so
+    renaming one of them changes this file only; tests/test_layers.py checks the names against every space."""
+
+    project: str = "input_proj"  # channels -> tokens (its output rows are the tokens)
+    gate_norm: str = "input_norm"  # |gamma| of this BatchNorm is each token's importance
+    queries: str = "query_embed"  # one learned query per token
+    back_project: str = "reverse_proj"  # tokens -> channels (its input columns are the tokens)
+    back_norm: str = "reverse_norm"
+
+    def gate(self, prefix: str) -> str:
+        """The token gate of the transformer at module path ``prefix``."""
+        return f"{prefix}.{self.gate_norm}.weight"
+
+    def tensors(self) -> tuple[tuple[str, int], ...]:
+        """The transformer's per-token tensors (relative to it), each with the dim that indexes its tokens."""
+        norm = tuple((f"{self.gate_norm}.{k}", 0) for k in ("weight", "bias", "running_mean", "running_var"))
+        return ((f"{self.project}.weight", 0), *norm, (f"{self.queries}.weight", 0), (f"{self.back_project}.weight", 1))
+
+
+TOKEN_UNITS = TokenUnits()
 
 
 def coordinate_channels(grid: int) -> torch.Tensor:

@@ -34,13 +34,14 @@ from ..files import write_atomic
 from ..hub import save_pretrained
 from ..net import HRNASNet
 from ..searching.checkpoint import CHECKPOINT_NAME
-from ..searching.loop import search
+from ..searching.entry import search
+from ..searching.entry import train as train_fixed
 from ..searching.recipes import DataSpec, build_data
 from ..searching.supernet import create_supernet
 from ..spaces import get_space
 from .cards import zoo_card
 
-__all__ = ["ZOO_RECIPES", "ZooRecipe", "build_zoo_entry"]
+__all__ = ["ZOO_RECIPES", "ZooRecipe", "build_zoo_entry", "proxy_data", "recipe_supernet", "run_recipe"]
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,8 @@ def proxy_data(recipe: ZooRecipe, quick: bool = False) -> DataSpec:
     return dataclasses.replace(data, num_classes=_PROXY_CLASSES[data.name], seed=recipe.seed)
 
 
-def _supernet(recipe: ZooRecipe, num_classes: int):
+def recipe_supernet(recipe: ZooRecipe, num_classes: int) -> HRNASNet:
+    """The network a recipe's search starts from, with ``num_classes`` outputs (its proxy's classes)."""
     if recipe.space is None:
         return HRNASNet(released_cls_arch("retrain"), num_classes=num_classes)
     space = get_space(recipe.space)
@@ -294,19 +296,7 @@ def run_recipe(
         settings.update(steps=6, epochs=1.0)
     train, val = build_data(data)
     torch.manual_seed(seed)  # the network's initial weights are part of the run
-    if arch is None:
-        net, budget = _supernet(recipe, data.num_classes), recipe.budget
-        if recipe.latency_of and not quick:
-            settings["latency_ms"] = latency_ms or latency_target(recipe)["target_ms"]
-    else:
-        fixed = arch.replace(task=recipe.proxy_task).with_num_classes(data.num_classes)
-        net, budget = HRNASNet(fixed), None
-        settings.update(rho=0.0, threshold=-1.0)
-    result = search(
-        net,
-        train,
-        val,
-        budget=budget if not quick else None,
+    common = dict(
         input_size=recipe.input_size,
         cost_num_classes=recipe.num_classes,
         seed=seed,
@@ -315,6 +305,14 @@ def run_recipe(
         progress=progress,
         **settings,
     )
+    if arch is None:
+        net = recipe_supernet(recipe, data.num_classes)
+        if recipe.latency_of and not quick:
+            common["latency_ms"] = latency_ms or latency_target(recipe)["target_ms"]
+        result = search(net, train, val, budget=recipe.budget if not quick else None, **common)
+    else:
+        net = HRNASNet(arch.replace(task=recipe.proxy_task).with_num_classes(data.num_classes))
+        result = train_fixed(net, train, val, **common)
     if arch is not None and result.arch.blocks() != net.arch.blocks():
         raise RuntimeError("a fixed-architecture run changed the architecture")
     return result, data

@@ -24,7 +24,10 @@ _EXPORTS = {
     "Task": "tasks",
     "create_supernet": "supernet",
     "get_task": "tasks",
-    "search": "loop",
+    "RunView": "callbacks",
+    "SearchCallback": "callbacks",
+    "search": "entry",
+    "train": "entry",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -43,10 +46,11 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-if TYPE_CHECKING:
-    from .config import SearchConfig  # noqa: F401  (__all__ is built from _EXPORTS)
-    from .errors import SearchError  # noqa: F401  (__all__ is built from _EXPORTS)
-    from .loop import search  # noqa: F401  (__all__ is built from _EXPORTS)
-    from .result import SearchResult  # noqa: F401  (__all__ is built from _EXPORTS)
-    from .supernet import create_supernet  # noqa: F401  (__all__ is built from _EXPORTS)
-    from .tasks import Metric, Task, get_task  # noqa: F401  (__all__ is built from _EXPORTS)
+if TYPE_CHECKING:  # for type checkers and IDEs (F401: __all__ is not a literal)
+    from .callbacks import RunView, SearchCallback  # noqa: F401
+    from .config import SearchConfig  # noqa: F401
+    from .entry import search, train  # noqa: F401
+    from .errors import SearchError  # noqa: F401
+    from .result import SearchResult  # noqa: F401
+    from .supernet import create_supernet  # noqa: F401
+    from .tasks import Metric, Task, get_task  # noqa: F401

@@ -40,8 +40,8 @@ class SearchConfig:
             this device at every shrink check and scale the table's prediction to the measurement (a final cut is
             timed before it is made), so that the budget is about measured latency, not only the table's
             prediction. Off by default: on the shared machines measured so far, timings taken between training
-            steps varied by up to 30 % from one check to the next, and a high reading makes the search cut more than
-            the budget needs (it cannot grow back). Default: the budget is the table's prediction.
+            steps varied widely from one check to the next, and a high reading makes the search cut more than the
+            budget needs (it cannot grow back). Default: the budget is the table's prediction.
         family_recovery: with a list of budgets (``budget=['2.2G', '1.4G', '0.8G']``, or of ``params`` or
             ``latency_ms``), one run returns a model per budget (``SearchResult.family``): the cost stops at each
             budget for this fraction of the run, so that the network recovers, then that member is taken.

@@ -2,8 +2,9 @@
 
 A latency budget is counted by a :class:`hrnas.latency.LatencyTable` (given, read from a file, or measured on this
 device and cached). With ``latency_feedback=True``, :class:`LatencyFeedback` times the network on this device once
-it nears the budget and scales the table's whole-network prediction to the measurement (the cost model's
-``correction``); a cut is timed before it is made, and chosen again when the measurement puts it outside the band.
+it nears the budget and keeps the ratio of the measurement to the table's whole-network prediction (its
+``correction``), which the loop applies by pricing networks with :meth:`LatencyFeedback.costs`; a cut is timed before
+it is made, and chosen again when the measurement puts it outside the band.
 The function that times a network is passed in (by default :func:`hrnas.latency.measure_latency`), so that tests
 can stand in a fake device.
 """
@@ -25,7 +26,7 @@ from ..arch import Arch
 from ..deployment import deploy
 from ..latency import LatencyTable
 from ..timing import device_key
-from .budget import BudgetController
+from .budget import Budget, BudgetController
 from .config import SearchConfig
 from .distributed import broadcast
 from .select import Selection, UnitIndex
@@ -41,6 +42,7 @@ def arch_digest(arch: Arch) -> str:
 
 def make_cost_model(
     cfg: SearchConfig,
+    budget: Optional[Budget],
     supernet: Arch,
     input_size: tuple[int, int],
     in_chans: int,
@@ -48,11 +50,11 @@ def make_cost_model(
     rank: int,
     world: int,
 ) -> CostModel:
-    """The run's cost model: MACs, parameters, or latency predicted by the ``latency_table`` setting (a table, its
-    dict, its file, or, when unset, measured now on this device for ``supernet``'s space, or read from the cache)."""
-    if cfg.latency_ms is None:
-        metric = "params" if cfg.params is not None else "macs"
-        return CostModel(input_size, metric, cfg.cost_num_classes, in_chans)
+    """The run's cost model, in the unit of its ``budget`` (MACs without one): MACs, parameters, or latency predicted
+    by the ``latency_table`` setting (a table, its dict, its file, or, when unset, measured now on this device for
+    ``supernet``'s space, or read from the cache)."""
+    if budget is None or budget.kind != "latency":
+        return CostModel(input_size, budget.kind if budget else "macs", cfg.cost_num_classes, in_chans)
     table = cfg.latency_table
     if isinstance(table, Mapping):  # a table saved with the run's settings
         table = LatencyTable.from_dict(table)
@@ -89,7 +91,7 @@ class LatencyFeedback:
     """Measured latency of the shrinking network, and what it does to the cost model (latency budgets).
 
     Args:
-        cost_model: the run's cost model; feedback sets its ``correction``.
+        cost_model: the run's cost model (not changed: :meth:`costs` is it corrected by the measurements).
         budgets: the run's budgets, largest first (a network is timed once within 1.5x of the next one).
         wanted: ``SearchConfig.latency_feedback``.
         build: builds a network from an ``Arch`` (for timing).
@@ -124,6 +126,11 @@ class LatencyFeedback:
             )
         self.checks: list[dict] = []  # every reading: step, arch digest, predicted, reading and pooled measurement
         self.measured_arch: Optional[Arch] = None  # the network the correction was measured on
+        self.correction = 1.0  # measured / predicted latency of measured_arch
+
+    def costs(self) -> CostModel:
+        """The run's cost model with the measured correction applied (the cost model itself until a measurement)."""
+        return self.cost_model.corrected(self.correction)
 
     def measure(self, arch: Arch, step: int, members: int, force: bool = False) -> bool:
         """Time ``arch`` on this device and scale the table's prediction to it (rank 0).
@@ -141,13 +148,13 @@ class LatencyFeedback:
         predicted = table.predict(arch)
         if not force:
             goal = self.budgets[min(members, len(self.budgets) - 1)]
-            if self.cost_model.total(arch) > 1.5 * goal:
+            if self.costs().total(arch) > 1.5 * goal:
                 return False
-        # 6 to 21 runs, about 2 s at most (the final network's: up to 60 runs, 6 s; its reading is the one reported);
-        # side by side with the table's reference network where it keeps one, so that the machine's drift since the
-        # table was built (20 % and more on a shared CPU) cancels
+        # a bounded number of runs, so that a check costs about as much time whatever the network's size (more for
+        # the final network, whose reading is the one reported); side by side with the table's reference network
+        # where it keeps one, so that the machine's drift since the table was built cancels
         span, most = (6000, 60) if force else (2000, 21)
-        repeats = max(6, min(most, int(span / max(self.cost_model.correction * predicted, 1e-3))))
+        repeats = max(6, min(most, int(span / max(self.correction * predicted, 1e-3))))
         net = self.build(arch)
         if table.form == "deploy":  # the budget is about the network as hrnas.deploy leaves it
             net = deploy(net, input_size=self.cost_model.input_size, batch_size=table.batch_size)
@@ -155,11 +162,11 @@ class LatencyFeedback:
             net, self.cost_model.input_size, table.batch_size, repeats, self.device, self.in_chans, reference=table
         )
         # the same network is timed again at later checks (a rejected cut leaves it in place); pooling its readings
-        # (median) keeps one low or high reading (+-5 % here, even side by side with the reference) from deciding
+        # (median) keeps one low or high reading (they scatter even side by side with the reference) from deciding
         digest = arch_digest(arch)
         readings = [c["reading_ms"] for c in self.checks if c["arch"] == digest] + [round(reading, 4)]
         measured = statistics.median(readings)
-        self.cost_model.correction = measured / predicted
+        self.correction = measured / predicted
         self.measured_arch = arch
         self.checks.append(
             {
@@ -176,17 +183,17 @@ class LatencyFeedback:
         self,
         index: UnitIndex,
         sel: Selection,
-        choose: Callable[[], Selection],
+        choose: Callable[[CostModel], Selection],
         controller: BudgetController,
         step: int,
         members: int,
         final: bool,
         budget: Optional[float] = None,
     ) -> Selection:
-        """Time the network a cut would leave before making it, and ``choose()`` again with that measurement while it
-        lands below the floor (or, at a final cut, over ``budget``, default the controller's). The measured/predicted
-        ratio drifts as the network shrinks, so a cut chosen with the uncut network's ratio can land outside, and a
-        cut below the floor cannot be undone."""
+        """Time the network a cut would leave before making it, and ``choose(costs)`` again with the cost model that
+        measurement corrects while it lands below the floor (or, at a final cut, over ``budget``, default the
+        controller's). The measured/predicted ratio drifts as the network shrinks, so a cut chosen with the uncut
+        network's ratio can land outside, and a cut below the floor cannot be undone."""
         if final:
             ceiling = budget if budget is not None else controller.budget
             floor = controller.lower * ceiling
@@ -200,9 +207,10 @@ class LatencyFeedback:
             candidate = index.arch_without(sel.removed)
             if not self.measure(candidate, step, members, force=final):
                 break
-            if attempt == 3 or floor <= self.cost_model.total(candidate) <= ceiling:
+            costs = self.costs()
+            if attempt == 3 or floor <= costs.total(candidate) <= ceiling:
                 break
-            sel = choose()
+            sel = choose(costs)
         return sel
 
     def measured_ms(self, arch: Arch) -> Optional[float]:
@@ -213,10 +221,10 @@ class LatencyFeedback:
 
     def state_dict(self) -> dict[str, Any]:
         measured = self.measured_arch.to_dict() if self.measured_arch is not None else None
-        return {"correction": self.cost_model.correction, "checks": list(self.checks), "measured_arch": measured}
+        return {"correction": self.correction, "checks": list(self.checks), "measured_arch": measured}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.cost_model.correction = state["correction"]
+        self.correction = state["correction"]
         self.checks = list(state["checks"])
         measured = state["measured_arch"]
         self.measured_arch = Arch.coerce(measured) if measured is not None else None

@@ -1,10 +1,11 @@
 """The gate penalty: ``rho * sum(penalty * |gamma|)`` over every channel and token gate of the network.
 
-Each gate (the ``bn2`` weight of a kernel path, a transformer's ``input_norm`` weight) is paired with a tensor of
-the per-unit penalties the cost model gives (:meth:`hrnas.searching.units.CostModel.penalties`), normalised by the
-supernet's mean unit cost, which is fixed for the whole run as in the paper. The L1 term is either added to the loss
-(``l1='subgradient'``, as the original code) or applied after each optimizer step as a proximal step
-(soft-thresholding, which reaches exact zeros). The pairs are rebuilt whenever the network is shrunk.
+Each gate (the weight of the BatchNorm after a kernel path's depthwise conv or a transformer's token projection;
+:data:`hrnas.layers.BLOCK_UNITS` names them) is paired with a tensor of the per-unit penalties the cost model gives
+(:meth:`hrnas.searching.units.CostModel.penalties`), normalised by the supernet's mean unit cost, which is fixed
+for the whole run as in the paper. The L1 term is either added to the loss (``l1='subgradient'``, as the original
+code) or applied after each optimizer step as a proximal step (soft-thresholding, which reaches exact zeros). The
+pairs are rebuilt whenever the network is shrunk.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from ..arch import Arch
+from ..layers.block import BLOCK_UNITS
 from .units import CostModel
 
 __all__ = ["GatePenalty"]
@@ -47,12 +49,12 @@ class GatePenalty:
             vec, tok = pens[name]
             start = 0
             for i, (_, n) in enumerate(spec.paths):
-                key = f"{name}.paths.{i}.bn2.weight"
+                key = BLOCK_UNITS.channel_gate(name, i)
                 self.gates.append((params[key], vec[start : start + n].to(self.device)))
                 self.names.append(key)
                 start += n
             if spec.tokens:
-                key = f"{name}.transformer.input_norm.weight"
+                key = BLOCK_UNITS.token_gate(name)
                 self.gates.append((params[key], torch.full_like(params[key], tok)))
                 self.names.append(key)
 

@@ -12,16 +12,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
-from .budget import BudgetController, RhoRamp, parse_amount
+from .budget import Budget, BudgetController, RhoRamp
 from .config import PAPER_RHO, SearchConfig
 
-__all__ = ["LATENCY_BAND", "RunPlan", "cost_input_size", "plan_run", "step_seed"]
-
-# A latency budget's end point is centred higher in a narrower band than a MACs budget's ([0.9, 1.0]): the cost is
-# a measurement, and its scatter between moments (5-10 % on a shared CPU, even side by side with the table's
-# reference network: benchmarks/results/latency_model.md) decides on which side of the band a network lands when
-# measured again; MACs are exact.
-LATENCY_BAND = dict(goal=0.975, lower=0.95)
+__all__ = ["RunPlan", "cost_input_size", "plan_run", "step_seed"]
 
 # shrink checks in a run, unless shrink_every says otherwise; evaluations: eval_every, default 8 per run
 SHRINK_CHECKS = 40
@@ -36,9 +30,9 @@ class RunPlan:
         total_steps, steps_per_epoch: the run's length and the steps in one pass over the training data.
         shrink_every, eval_every, checkpoint_every: steps between shrink checks, evaluations and checkpoints.
         lr, lr_schedule, lr_warmup_steps: the learning rate's peak, its schedule and its linear warm-up.
-        metric: what the budgets count (``'macs'``, ``'params'`` or ``'latency'``, microseconds).
+        metric: what costs count (``'macs'``, ``'params'`` or ``'latency'``, microseconds).
         start_cost: the supernet's cost.
-        budgets: the budgets, largest first (the last is the run's own); empty in paper mode.
+        budget_spec: the run's :class:`Budget` (its amounts, band and goal); ``None`` in paper mode.
         rho: budget mode: the controller's starting rho; paper mode: the ramp's rho_max.
         rho_scale: budget mode: rho's natural scale, which bounds the controller to ``[1e-3, 10] x`` it.
         rho_warmup_steps: paper mode: the ramp's length.
@@ -59,7 +53,7 @@ class RunPlan:
     lr_warmup_steps: int
     metric: str
     start_cost: int
-    budgets: tuple[int, ...]
+    budget_spec: Optional[Budget]
     rho: float
     rho_scale: Optional[float]
     rho_warmup_steps: int
@@ -71,9 +65,14 @@ class RunPlan:
     tail_start: Optional[int] = None
 
     @property
+    def budgets(self) -> tuple[int, ...]:
+        """The budgets, largest first (the last is the run's own); empty in paper mode."""
+        return self.budget_spec.amounts if self.budget_spec is not None else ()
+
+    @property
     def budget(self) -> Optional[int]:
         """The run's budget (the smallest of a family's), ``None`` in paper mode."""
-        return self.budgets[-1] if self.budgets else None
+        return self.budget_spec.amount if self.budget_spec is not None else None
 
     def lr_at(self, step: int) -> float:
         """The learning rate of ``step``: linear warm-up, then cosine or constant; in a fine-tuned tail the same
@@ -105,7 +104,8 @@ class RunPlan:
             family=list(self.budgets) if len(self.budgets) > 1 else None,
             recovery=self.recovery,
             finetune_tail=self.tail_start is not None,
-            **(LATENCY_BAND if self.metric == "latency" else {}),
+            goal=self.budget_spec.goal,
+            lower=self.budget_spec.band[0],
         )
 
     def schedule(self, points: int = 100) -> dict[str, Any]:
@@ -117,7 +117,7 @@ class RunPlan:
         return {
             "start_cost": self.start_cost,
             "trajectory": [(s, controller.target(s)) for s in steps] if controller is not None else [],
-            "band": ((LATENCY_BAND["lower"] if self.metric == "latency" else 0.9), 1.0),
+            "band": self.budget_spec.band if self.budget_spec is not None else None,
             "tail_start": self.tail_start,
         }
 
@@ -131,6 +131,7 @@ def plan_run(
     steps_per_epoch: int,
     *,
     task: str,
+    budget: Optional[Budget],
     metric: str,
     start_cost: int,
     fixed_cost: int,
@@ -142,23 +143,24 @@ def plan_run(
         cfg: the run's settings.
         steps_per_epoch: steps in one pass over the training data (per process).
         task: ``'seg'``, ``'pose'`` or ``'cls'`` (paper mode's default rho).
-        metric: the cost model's metric (``'macs'``, ``'params'`` or ``'latency'``).
+        budget: the run's :class:`Budget` (:meth:`Budget.from_config`), ``None`` in paper mode.
+        metric: the cost model's metric (``'macs'``, ``'params'`` or ``'latency'``: the budget's kind).
         start_cost, fixed_cost: the supernet's cost, and the part of it no removal can take away.
         input_size: the ``(height, width)`` costs are counted at (for the messages).
 
     Raises:
-        ValueError: a budget that cannot be read, is given twice, is below the fixed cost or not below the start.
+        ValueError: a budget below the fixed cost or not below the start.
     """
     total = cfg.steps or max(1, int(round(cfg.epochs * steps_per_epoch)))
     eval_every = cfg.eval_every or max(1, total // EVALUATIONS)
-    budgets = _budgets(cfg, metric)
+    budgets = list(budget.amounts) if budget is not None else []
     for b in budgets:
-        _check_budget(b, metric, start_cost, fixed_cost, input_size)
+        _check_budget(b, budget, start_cost, fixed_cost, input_size)
     if budgets:
         # rho's natural scale: the strength at which the proximal step moves a gate of penalty 1 by 1 over the
-        # run's first `reach`; the hold ramps up to it and the controller then searches within [1e-3, 10] x scale.
-        # (Starting at a tenth of it, the controller spent a third of the run raising rho while rank cuts of
-        # still-equal gates did the shrinking.)
+        # run's first `reach`; the hold ramps up to it and the controller then searches within its bounds around it.
+        # (Starting well below it, the controller spent much of the run raising rho while rank cuts of still-equal
+        # gates did the shrinking.)
         scale = 1.0 / (cfg.lr * max(1.0, cfg.reach * total))
         rho = cfg.rho if cfg.rho is not None else scale
     else:
@@ -186,7 +188,7 @@ def plan_run(
         lr_warmup_steps=min(total // 2, max(10, int(cfg.lr_warmup * total))),
         metric=metric,
         start_cost=start_cost,
-        budgets=tuple(budgets),
+        budget_spec=budget,
         rho=rho,
         rho_scale=scale,
         rho_warmup_steps=int(min(cfg.rho_warmup_epochs * steps_per_epoch, total / 2)),
@@ -213,22 +215,8 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step * 7919 + rank * 104_729) % (2**63 - 1)
 
 
-def _budgets(cfg: SearchConfig, metric: str) -> list[int]:
-    """The budgets of ``cfg``, largest first, in the cost model's unit."""
-    amount = next((a for a in (cfg.budget, cfg.params, cfg.latency_ms) if a is not None), None)
-    if amount is None:
-        return []
-    amounts = list(amount) if isinstance(amount, (list, tuple)) else [amount]
-    if metric == "latency":
-        amounts = [int(round(1e3 * float(a))) for a in amounts]  # the latency cost model counts microseconds
-    budgets = sorted((parse_amount(a) for a in amounts), reverse=True)
-    if len(set(budgets)) != len(budgets):
-        raise ValueError(f"the budgets of a family must differ, got {amount!r}")
-    return budgets
-
-
-def _check_budget(budget: int, metric: str, start: int, fixed: int, input_size: tuple[int, int]) -> None:
-    unit = {"macs": "MACs", "params": "params", "latency": "us of predicted latency"}[metric]
+def _check_budget(budget: int, spec: Budget, start: int, fixed: int, input_size: tuple[int, int]) -> None:
+    unit = spec.unit
     h, w = input_size
     if budget < fixed:
         raise ValueError(

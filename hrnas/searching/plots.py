@@ -45,7 +45,7 @@ def plot_history(
     *,
     start_cost: Optional[float] = None,
     budget: Optional[float] = None,
-    band: tuple[float, float] = (0.9, 1.0),
+    band: Optional[tuple[float, float]] = None,
     trajectory: Optional[Sequence[tuple[int, float]]] = None,
     tail_start: Optional[int] = None,
     kind: str = "macs",
@@ -74,9 +74,10 @@ def plot_history(
     if start_cost is not None:
         steps, costs = [0, *steps], [start_cost / scale, *costs]
     ax.plot(steps, costs, "o-", color="tab:blue", label="network's cost at each evaluation", zorder=3)
-    if budget is not None:
+    if budget is not None and band is not None:
         ax.axhspan(band[0] * budget / scale, band[1] * budget / scale, color="tab:green", alpha=0.25,
                    label=f"where the run must end: [{band[0]:g}, {band[1]:g}] x budget")  # fmt: skip
+    if budget is not None:
         ax.axhline(budget / scale, color="tab:green", lw=1, label=f"budget: {budget / scale:g} {unit}")
     if trajectory:
         ax.plot([t for t, _ in trajectory], [c / scale for _, c in trajectory], "--", color="tab:gray",

@@ -152,6 +152,7 @@ class RunInfo:
     supernet_arch: Arch
     config: Any = field(repr=False, default=None)
     plan: Any = field(repr=False, default=None)  # the run's RunPlan: start cost, trajectory and band, for plots
+    fixed: bool = False  # a fixed architecture was trained (hrnas.train): it keeps its own name
 
     def result(
         self,
@@ -165,7 +166,8 @@ class RunInfo:
     ) -> SearchResult:
         """The result for the network ``arch`` (trained weights in ``model``), with its costs counted, named after
         its space and budget (``seg_tiny_20M``; the supernet it was searched from is provenance, not its name)."""
-        arch = arch.replace(name=searched_name(self.supernet_arch.name, budget, self.budget_kind))
+        if not self.fixed:
+            arch = arch.replace(name=searched_name(self.supernet_arch.name, budget, self.budget_kind))
         model.arch = arch
         return SearchResult(
             arch=arch,

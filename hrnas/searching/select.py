@@ -11,12 +11,14 @@ quadratic token costs too.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
 import torch
 
 from ..arch import Arch
+from ..layers.block import BLOCK_UNITS
 from .budget import BudgetController
 from .shrink import BlockKeep
 from .units import CostModel
@@ -53,7 +55,7 @@ class UnitIndex:
             path_slots = []
             pvec, ptok = penalties[name]
             if spec.hidden:
-                keys = [f"{name}.paths.{i}.bn2.weight" for i in range(len(spec.paths))]
+                keys = [BLOCK_UNITS.channel_gate(name, i) for i in range(len(spec.paths))]
                 g = torch.cat([state[k].detach().float().cpu().abs() for k in keys])
                 ge = torch.cat([ema_state[k].float().cpu().abs() for k in keys]) if ema_state else g
                 start = 0
@@ -72,8 +74,9 @@ class UnitIndex:
                     imps.append(importance_of(keys))
             if spec.tokens:
                 n = spec.tokens
-                g = state[f"{name}.transformer.input_norm.weight"].detach().float().cpu().abs()
-                ge = ema_state[f"{name}.transformer.input_norm.weight"].float().cpu().abs() if ema_state else g
+                key = BLOCK_UNITS.token_gate(name)
+                g = state[key].detach().float().cpu().abs()
+                ge = ema_state[key].float().cpu().abs() if ema_state else g
                 blocks.append(torch.full((n,), bi))
                 slots.append(torch.full((n,), slot))
                 kinds.append(torch.ones(n, dtype=torch.long))
@@ -82,7 +85,7 @@ class UnitIndex:
                 gates_ema.append(ge)
                 pens.append(torch.full((n,), float(ptok)))
                 if importance is not None:
-                    imps.append(importance_of([f"{name}.transformer.input_norm.weight"]))
+                    imps.append(importance_of([key]))
                 path_slots.append(slot)
                 slot += 1
             self.slot_of_path.append(path_slots)
@@ -115,6 +118,13 @@ class UnitIndex:
 
     def cost_without(self, removed: torch.Tensor) -> int:
         return self.cost_model.total(self.arch_without(removed))
+
+    def priced(self, cost_model: CostModel) -> UnitIndex:
+        """The same units with networks priced by ``cost_model`` (a corrected latency model); gates and penalties
+        are shared."""
+        other = copy.copy(self)
+        other.cost_model = cost_model
+        return other
 
     def keeps(self, removed: torch.Tensor) -> Dict[str, BlockKeep]:
         """Per block that loses something: the indices it keeps (for :func:`hrnas.searching.shrink.plan_shrink`)."""

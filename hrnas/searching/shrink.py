@@ -5,10 +5,11 @@ Given which hidden channels and tokens each block keeps, :func:`plan_shrink` pro
 model's state, the EMA's shadow state and the optimizer's per-parameter state (SGD momentum, Adam moments), so
 all three stay consistent.
 
-Removed channels are folded, not just dropped: a channel whose ``bn2`` gamma is 0 outputs the constant
-``act(beta)`` in eval mode, which reaches the block's ``bn3`` through its path's projection as a per-channel constant
-``c``. Subtracting ``c`` from ``bn3``'s running mean keeps the eval-mode function exactly; when no channel is left
-the block keeps ``bn3(c)`` as its ``bias`` buffer. (With an SE block the fold ignores the SE's rescaling, and a
+Removed channels are folded, not just dropped: a channel whose gate gamma is 0 outputs the constant ``act(beta)``
+in eval mode, which reaches the block's BatchNorm after the projections through its path's projection as a
+per-channel constant ``c``. Subtracting ``c`` from that BatchNorm's running mean keeps the eval-mode function
+exactly; when no channel is left the block keeps the normalised ``c`` as its constant buffer. Tensors are addressed
+by the names :data:`hrnas.layers.BLOCK_UNITS` declares. (With an SE block the fold ignores the SE's rescaling, and a
 channel removed with a non-zero gamma is approximated by its constant part: exact only for gamma == 0.) Removed
 tokens still took part in attention, so removing some of a transformer's tokens changes the output slightly;
 when all go, the transformer's output no longer depends on the input and its per-channel mean is folded into the
@@ -25,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..arch import Arch, BlockSpec
-from ..layers.transformer import LightweightTransformer
+from ..layers.block import BLOCK_UNITS
+from ..layers.transformer import TOKEN_UNITS, LightweightTransformer
 
 __all__ = ["BlockKeep", "ShrinkPlan", "plan_shrink", "shrink_model", "shrink_optimizer_state"]
 
@@ -105,31 +107,33 @@ def _act(name: str, x: torch.Tensor) -> torch.Tensor:
 
 
 def _apply_fold(fold: _Fold, old: Dict[str, torch.Tensor], new: Dict[str, torch.Tensor]) -> None:
-    p = fold.name
+    p, u = fold.name, BLOCK_UNITS
     const = None
     for path, idx in fold.removed:
-        key = f"{p}.paths.{path}"
-        if len(idx) == 0 or f"{key}.bn2.bias" not in old:
+        key = u.path(p, path)
+        beta_key = f"{key}.{u.gate_norm}.bias"
+        if len(idx) == 0 or beta_key not in old:
             continue
-        beta = old[f"{key}.bn2.bias"].double().index_select(0, idx.to(old[f"{key}.bn2.bias"].device))
-        weight = old[f"{key}.conv_pwl.weight"].double()[:, :, 0, 0].index_select(1, idx.to(beta.device))
-        c = weight @ _act(fold.act, beta)  # per output channel: what the removed channels added before bn3
+        beta = old[beta_key].double().index_select(0, idx.to(old[beta_key].device))
+        weight = old[f"{key}.{u.project}.weight"].double()[:, :, 0, 0].index_select(1, idx.to(beta.device))
+        c = weight @ _act(fold.act, beta)  # per output channel: what the removed channels added before the norm
         const = c if const is None else const + c
     if const is None:
         return
-    mean = old[f"{p}.bn3.running_mean"].double()
+    mean_key = u.norm(p, "running_mean")
+    mean = old[mean_key].double()
     if not fold.empty:
-        new[f"{p}.bn3.running_mean"] = (mean - const).to(old[f"{p}.bn3.running_mean"].dtype)
+        new[mean_key] = (mean - const).to(old[mean_key].dtype)
         return
-    var = old[f"{p}.bn3.running_var"].double()
-    gamma, shift = old[f"{p}.bn3.weight"].double(), old[f"{p}.bn3.bias"].double()
+    var = old[u.norm(p, "running_var")].double()
+    gamma, shift = old[u.norm(p, "weight")].double(), old[u.norm(p, "bias")].double()
     bias = gamma * (const - mean) / torch.sqrt(var + fold.bn_eps) + shift
-    new[f"{p}.bias"] = bias.to(old[f"{p}.bn3.bias"].dtype)
+    new[f"{p}.{u.constant}"] = bias.to(old[u.norm(p, "bias")].dtype)
 
 
 @torch.no_grad()
 def _apply_transformer_fold(fold: _TransformerFold, old: Dict[str, torch.Tensor], new: Dict[str, torch.Tensor]) -> None:
-    prefix = f"{fold.name}.transformer."
+    prefix = BLOCK_UNITS.transformer_path(fold.name) + "."
     sub = {k[len(prefix) :]: v for k, v in old.items() if k.startswith(prefix)}
     if not sub:
         return
@@ -141,7 +145,8 @@ def _apply_transformer_fold(fold: _TransformerFold, old: Dict[str, torch.Tensor]
     # per-channel mean is added after the block's last BatchNorm (exact for that part in train and eval mode)
     pattern = t(torch.zeros(1, fold.in_chs, t.grid, t.grid, device=ref.device, dtype=ref.dtype), t.grid, t.grid)
     mean = pattern.mean(dim=(0, 2, 3))
-    key = f"{fold.name}.bn3.bias" if f"{fold.name}.bn3.bias" in new else f"{fold.name}.bias"
+    norm_bias = BLOCK_UNITS.norm(fold.name, "bias")
+    key = norm_bias if norm_bias in new else f"{fold.name}.{BLOCK_UNITS.constant}"
     if key in new:
         new[key] = new[key] + mean.to(new[key].dtype)
 
@@ -174,25 +179,8 @@ def plan_shrink(arch: Arch, keeps: Dict[str, BlockKeep]) -> ShrinkPlan:
     return plan
 
 
-_PATH_TENSORS = (
-    ("conv_pw.weight", 0),
-    ("bn1.weight", 0),
-    ("bn1.bias", 0),
-    ("bn1.running_mean", 0),
-    ("bn1.running_var", 0),
-    ("bn1.num_batches_tracked", None),
-    ("conv_dw.weight", 0),
-    ("bn2.weight", 0),
-    ("bn2.bias", 0),
-    ("bn2.running_mean", 0),
-    ("bn2.running_var", 0),
-    ("bn2.num_batches_tracked", None),
-    ("conv_pwl.weight", 1),
-)
-
-
 def _plan_block(plan: ShrinkPlan, p: str, old: BlockSpec, new: BlockSpec, keep: BlockKeep, arch: Arch) -> None:
-    src = plan.sources
+    src, u = plan.sources, BLOCK_UNITS
     kept = keep.channels
     if new.hidden != old.hidden:
         plan.changed.append(p)
@@ -204,28 +192,24 @@ def _plan_block(plan: ShrinkPlan, p: str, old: BlockSpec, new: BlockSpec, keep: 
             removed.append((path, torch.tensor(sorted(set(range(n)) - set(local.tolist())), dtype=torch.long)))
             if len(local):
                 # a path that keeps channels keeps its tensors, sliced; empty paths vanish and the rest close up
-                for name, dim in _PATH_TENSORS:
+                for name, dim in u.path_tensors():
                     slices = [] if dim is None else [(dim, local)]
-                    src[f"{p}.paths.{new_path}.{name}"] = (f"{p}.paths.{path}.{name}", slices)
+                    src[f"{u.path(p, new_path)}.{name}"] = (f"{u.path(p, path)}.{name}", slices)
                 new_path += 1
             start += n
         plan.folds.append(_Fold(p, removed, empty=new.hidden == 0, act=old.act, bn_eps=arch.bn_eps))
         if new.hidden:
             # the SE works on all hidden channels at once, in path order
-            src[f"{p}.se.conv_reduce.weight"] = (f"{p}.se.conv_reduce.weight", [(1, kept)])
-            src[f"{p}.se.conv_expand.weight"] = (f"{p}.se.conv_expand.weight", [(0, kept)])
-            src[f"{p}.se.conv_expand.bias"] = (f"{p}.se.conv_expand.bias", [(0, kept)])
+            for name, dim in u.se_tensors():
+                src[f"{p}.{name}"] = (f"{p}.{name}", [(dim, kept)])
     if keep.tokens is not None and new.tokens != old.tokens:
-        plan.changed.append(f"{p}.transformer")
+        plan.changed.append(u.transformer_path(p))
         if new.tokens == 0:
             plan.transformer_folds.append(_TransformerFold(p, old.in_chs, old.out_chs, old.tokens))
         t = keep.tokens
-        tp = f"{p}.transformer"
-        src[f"{tp}.input_proj.weight"] = (f"{tp}.input_proj.weight", [(0, t)])
-        for k in ("weight", "bias", "running_mean", "running_var"):
-            src[f"{tp}.input_norm.{k}"] = (f"{tp}.input_norm.{k}", [(0, t)])
-        src[f"{tp}.query_embed.weight"] = (f"{tp}.query_embed.weight", [(0, t)])
-        src[f"{tp}.reverse_proj.weight"] = (f"{tp}.reverse_proj.weight", [(1, t)])
+        tp = u.transformer_path(p)
+        for name, dim in TOKEN_UNITS.tensors():
+            src[f"{tp}.{name}"] = (f"{tp}.{name}", [(dim, t)])
 
 
 def shrink_model(model: nn.Module, plan: ShrinkPlan, build: Callable[[Arch], nn.Module]) -> nn.Module:

@@ -71,8 +71,8 @@ class Trainer:
     ) -> None:
         self.cfg, self.device, self.world, self.build = cfg, device, world, build
         self.loss, self.check_target = loss, check_target
-        # measured on 2-core x86 CPUs: a training step of this family is 1.2-1.4x faster in channels_last (its
-        # depthwise convs above all), and on GPUs it is the usual choice
+        # a training step of this family is faster in channels_last on the CPUs measured (its depthwise convs above
+        # all: benchmarks/results/search_cost.md), and on GPUs it is the usual choice
         self.channels_last = True if cfg.channels_last is None else cfg.channels_last
         model.to(device)
         if self.channels_last:

@@ -1,7 +1,7 @@
 """Searchable units, their costs, and the cost-weighted L1 penalty (reference section 4.2).
 
 A *unit* is one hidden (depthwise) channel of a block or one token of a block's transformer. Its importance is
-``|gamma|`` of the BatchNorm that gates it (its path's ``bn2`` for channels, ``transformer.input_norm`` for tokens).
+``|gamma|`` of the BatchNorm that gates it (:data:`hrnas.layers.BLOCK_UNITS` names them).
 
 Each unit has a cost: the MACs (or parameters) that disappear with it, computed from the ``Arch`` at the cost
 resolution by :mod:`hrnas.cost` (:func:`~hrnas.cost.channel_macs`, :func:`~hrnas.cost.token_macs` and their
@@ -14,6 +14,7 @@ the supernet (a channel-weighted mean of 1), fixed at the start of the search as
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -73,9 +74,10 @@ class CostModel:
         in_chans: input channels.
         latency_table: a :class:`hrnas.latency.LatencyTable` for ``input_size`` (``metric='latency'`` only).
 
-    ``correction`` (latency only) multiplies the table's whole-network prediction: the search sets it to measured /
-    predicted latency of the network it is shrinking, once that network nears the budget. Unit costs are not
-    corrected: they weight units against each other, and a common factor would only rescale the penalty.
+    ``correction`` (latency only; read-only, see :meth:`corrected`) multiplies the table's whole-network
+    prediction: a search with measured feedback prices networks with ``corrected(measured / predicted)`` of the
+    network it is shrinking, once that network nears the budget. Unit costs are not corrected: they weight units
+    against each other, and a common factor would only rescale the penalty.
     """
 
     def __init__(
@@ -103,6 +105,15 @@ class CostModel:
                 )
         self.latency_table = latency_table
         self.correction = 1.0
+
+    def corrected(self, correction: float) -> CostModel:
+        """This cost model with whole-network latency predictions scaled by ``correction`` (itself when unchanged;
+        the cost model is never changed in place, so every part of a run that holds it sees the same costs)."""
+        if correction == self.correction:
+            return self
+        other = copy.copy(self)
+        other.correction = correction
+        return other
 
     def _configured(self, arch: Arch) -> Arch:
         return arch if self.num_classes is None else arch.with_num_classes(self.num_classes)
