@@ -144,22 +144,27 @@ def fit_uniform(task: str, target: str, log=print) -> dict:
     return best
 
 
-def nuclei_search(target_ms: float, log=print) -> dict:
-    """``hrnas.search`` on the nuclei training crops at ``target_ms`` (seed 0): the arch and the weights file."""
+def nuclei_search(target: str, log=print) -> dict:
+    """``hrnas.search`` on the nuclei training crops at ``target``'s latency (seed 0): the arch and the weights
+    file. The target is timed beside the reference network of the latency table the search uses (in that table's
+    time, as the search times its networks; ``hrnas.release.recipes.latency_target`` does the same)."""
     from hrnas.data import NucleiSegmentation
+    from hrnas.latency import latency_table
 
     cfg = NUCLEI_SEARCH
     train = NucleiSegmentation("train", cfg["train_items"], size=SIZE[0], classes=3, seed=0)
     val = NucleiSegmentation("val", size=SIZE[0], classes=3)
     supernet = hrnas.create_supernet("seg", num_classes=3, space="seg_cpu", transformers=False)
-    run_dir = Path("runs") / "vs_timm" / "nuclei_search"
+    table = latency_table(supernet.arch, SIZE)
+    (target_ms,), _ = table.measure_anchored([_features(target, "nuclei")], rounds=7, reps=10)
+    run_dir = Path(__file__).resolve().parent.parent / "runs" / "vs_timm" / "nuclei_search"
     resume = (run_dir / "checkpoint.pt").is_file()
     result = hrnas.search(
         supernet, train, val, latency_ms=target_ms, input_size=SIZE, latency_feedback=True, channel_multiple=4,
         seed=0, output_dir=str(run_dir), resume=str(run_dir) if resume else None, progress=False,
         **{k: v for k, v in cfg.items() if k != "train_items"},
     )  # fmt: skip
-    weights = OUT / "nuclei_search.safetensors"
+    weights = run_dir / "nuclei_search.safetensors"  # weights stay out of git (runs/ is ignored)
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in result.model.state_dict().items()}, str(weights))
@@ -169,7 +174,7 @@ def nuclei_search(target_ms: float, log=print) -> dict:
         "target_ms": target_ms,
         "measured_ms": result.measured_latency_ms,
         "search_metric": result.metric,
-        "weights": weights.name,
+        "weights": str(weights),
         "settings": cfg,
     }
 
@@ -193,7 +198,7 @@ def prepare(log=print) -> None:
                 setup["uniform"][name] = fit_uniform(task, target, log)
                 _save_setup(setup)
     if "nuclei_search" not in setup:
-        setup["nuclei_search"] = nuclei_search(setup["targets"]["m"], log)
+        setup["nuclei_search"] = nuclei_search(TARGETS["m"], log)
         _save_setup(setup)
 
 
@@ -208,8 +213,12 @@ def _load_weights(body: torch.nn.Module) -> None:
     """The nuclei search's inherited weights into its features_only backbone (the head is not used)."""
     from safetensors.torch import load_file
 
-    state = load_file(str(OUT / _setup()["nuclei_search"]["weights"]))
-    missing = body.load_state_dict(state, strict=False).missing_keys
+    path = Path(_setup()["nuclei_search"]["weights"])
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the nuclei search's weights; run `python benchmarks/vs_timm.py --prepare`")
+    state = load_file(str(path))
+    prefix = "model." if any(k.startswith("model.") for k in body.state_dict()) else ""  # timm's features wrapper
+    missing = body.load_state_dict({prefix + k: v for k, v in state.items()}, strict=False).missing_keys
     if missing:
         raise RuntimeError(f"the nuclei search's weights miss {len(missing)} backbone tensors, e.g. {missing[:3]}")
 

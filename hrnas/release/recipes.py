@@ -320,18 +320,24 @@ def run_recipe(
 
 def latency_target(recipe: ZooRecipe) -> dict[str, Any]:
     """The latency budget of a ``latency_of`` recipe, measured now on this machine: ``{'model', 'target_ms',
-    'input_size', 'threads', 'machine'}`` (the median of rounds of timed forwards of the timm model's
-    ``features_only`` form, batch 1, eval mode, ``channels_last``)."""
+    'raw_ms', 'input_size', 'threads', 'machine'}``. The timm model's ``features_only`` form (batch 1, eval mode,
+    ``channels_last``) is timed side by side with the reference network of the latency table the search will use,
+    and ``target_ms`` is its latency in that table's time (:meth:`hrnas.LatencyTable.measure_anchored`): the search
+    measures its networks the same way, so the machine's drift between the two measurements cancels (``raw_ms``:
+    the plain reading)."""
     import timm
 
-    from ..latency import measure_latencies
+    from ..latency import latency_table
     from ..timing import cpu_name
 
+    supernet = recipe_supernet(recipe, _PROXY_CLASSES[recipe.data.name]).arch
+    table = latency_table(supernet, recipe.input_size)  # cached: the search reads this very table
     model = timm.create_model(recipe.latency_of, features_only=True, out_indices=(1, 2, 3, 4))
-    (ms,) = measure_latencies([model], recipe.input_size, 1, rounds=7, reps=10)
+    (ms,), drift = table.measure_anchored([model], rounds=7, reps=10)
     return {
         "model": recipe.latency_of,
         "target_ms": round(ms, 4),
+        "raw_ms": round(ms * drift, 4),
         "input_size": list(recipe.input_size),
         "threads": torch.get_num_threads(),
         "machine": f"{cpu_name()}, torch {torch.__version__}",
