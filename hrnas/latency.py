@@ -36,6 +36,7 @@ must pull harder on the last channels of a path, whose removal takes those launc
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -216,7 +217,8 @@ class LatencyTable:
     scale: float = 1.0
     offset: float = 0.0
     calibration: Optional[list[dict]] = None  # the whole networks the scale/offset were fitted on
-    reference: Optional[dict] = None  # {"arch": Arch dict, "ms": its latency at build time}: the drift anchor
+    # the drift anchor: {"arch": Arch dict, "ms": its latency at build time}, or {"timm": model name, "ms": ...}
+    reference: Optional[dict] = None
     form: str = "eval"  # what was timed: "deploy" (hrnas.deploy's form) or "eval" (the network as built)
 
     # -- prediction ---------------------------------------------------------------------------------------
@@ -275,13 +277,26 @@ class LatencyTable:
             raise ValueError("this latency table keeps no reference network (built by an older hrnas); build it again")
         state = torch.random.get_rng_state()
         torch.manual_seed(0)  # the reference's weights do not matter to its speed; keep the caller's RNG untouched
-        ref = HRNASNet(Arch.from_dict(self.reference["arch"]))
+        if "timm" in self.reference:
+            import timm
+
+            ref = timm.create_model(self.reference["timm"], features_only=True, out_indices=(1, 2, 3, 4))
+        else:
+            ref = HRNASNet(Arch.from_dict(self.reference["arch"]))
+            if self.form == "deploy":
+                ref = _deployed(ref, self.input_size, self.batch_size)
         torch.random.set_rng_state(state)
-        if self.form == "deploy":
-            ref = _deployed(ref, self.input_size, self.batch_size)
         times = measure_latencies([ref, *models], self.input_size, self.batch_size, rounds, reps, device, in_chans)
         drift = times[0] / self.reference["ms"]
         return [t / drift for t in times[1:]], drift
+
+    def anchored_to(self, model: str, ms: float) -> LatencyTable:
+        """This table with timm's ``model`` (its ``features_only`` form at strides 4-32) as the reference, at
+        ``ms``: every anchored measurement is then ``ms`` times the measured model's latency over ``model``'s, timed
+        side by side. A budget of ``ms`` is then "as fast as ``model``" on whatever the machine is doing: on a
+        shared CPU, networks of different kinds drift differently, so the reference should be the network the
+        budget is about (the cpu zoo line's searches)."""
+        return dataclasses.replace(self, reference={"timm": model, "ms": float(ms)})
 
     # -- files --------------------------------------------------------------------------------------------
 

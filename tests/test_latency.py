@@ -370,3 +370,20 @@ def test_deploy_forms_compute_the_same_function():
         for form in forms:
             torch.testing.assert_close(form(x), block(x), rtol=1e-4, atol=1e-5)
     assert len(deploy_forms(MixedKernelBlock(BlockSpec(8, 8, 1, (3,), (4,))))) == 1
+
+
+def test_a_table_anchored_to_a_timm_model_measures_in_its_units(monkeypatch):
+    table = synthetic_table(tiny_supernet(transformers=False).arch)
+    anchored = table.anchored_to("mobilenetv4_conv_small", 5.0)
+    assert anchored.reference == {"timm": "mobilenetv4_conv_small", "ms": 5.0} and table.reference.get("arch")
+    assert LatencyTable.from_dict(anchored.to_dict()) == anchored
+    seen = []
+
+    def side_by_side(models, input_size, batch_size=1, rounds=5, reps=3, device="cpu", in_chans=3):
+        seen.append([type(m).__name__ for m in models])
+        return [10.0, 8.0]  # the timm model now takes 10 ms, the network 8 ms
+
+    monkeypatch.setattr(hrnas.latency, "measure_latencies", side_by_side)
+    (ms,), drift = anchored.measure_anchored([torch.nn.Identity()])
+    assert ms == pytest.approx(4.0) and drift == pytest.approx(2.0)  # 0.8 of the timm model's 5 ms
+    assert seen[0][0] == "MobileNetV3Features"  # the timm model itself, as features, is timed first

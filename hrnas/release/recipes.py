@@ -308,7 +308,8 @@ def run_recipe(
     if arch is None:
         net = recipe_supernet(recipe, data.num_classes)
         if recipe.latency_of and not quick:
-            common["latency_ms"] = latency_ms or latency_target(recipe)["target_ms"]
+            target = latency_ms or latency_target(recipe)["target_ms"]
+            common.update(latency_ms=target, latency_table=anchored_table(recipe, target))
         result = search(net, train, val, budget=recipe.budget if not quick else None, **common)
     else:
         net = HRNASNet(arch.replace(task=recipe.proxy_task).with_num_classes(data.num_classes))
@@ -320,28 +321,33 @@ def run_recipe(
 
 def latency_target(recipe: ZooRecipe) -> dict[str, Any]:
     """The latency budget of a ``latency_of`` recipe, measured now on this machine: ``{'model', 'target_ms',
-    'raw_ms', 'input_size', 'threads', 'machine'}``. The timm model's ``features_only`` form (batch 1, eval mode,
-    ``channels_last``) is timed side by side with the reference network of the latency table the search will use,
-    and ``target_ms`` is its latency in that table's time (:meth:`hrnas.LatencyTable.measure_anchored`): the search
-    measures its networks the same way, so the machine's drift between the two measurements cancels (``raw_ms``:
-    the plain reading)."""
+    'input_size', 'threads', 'machine'}``, the median latency of the timm model's ``features_only`` form (batch 1,
+    eval mode, ``channels_last``). The search then anchors its measurements to that model
+    (:meth:`hrnas.LatencyTable.anchored_to`): it times its networks beside it, so its budget is "as fast as the timm
+    model" whatever the machine does meanwhile."""
     import timm
 
-    from ..latency import latency_table
+    from ..latency import measure_latencies
     from ..timing import cpu_name
 
-    supernet = recipe_supernet(recipe, _PROXY_CLASSES[recipe.data.name]).arch
-    table = latency_table(supernet, recipe.input_size)  # cached: the search reads this very table
     model = timm.create_model(recipe.latency_of, features_only=True, out_indices=(1, 2, 3, 4))
-    (ms,), drift = table.measure_anchored([model], rounds=7, reps=10)
+    (ms,) = measure_latencies([model], recipe.input_size, 1, rounds=7, reps=10)
     return {
         "model": recipe.latency_of,
         "target_ms": round(ms, 4),
-        "raw_ms": round(ms * drift, 4),
         "input_size": list(recipe.input_size),
         "threads": torch.get_num_threads(),
         "machine": f"{cpu_name()}, torch {torch.__version__}",
     }
+
+
+def anchored_table(recipe: ZooRecipe, target_ms: float):
+    """The latency table a ``latency_of`` recipe searches with: its space's table on this device (measured now or
+    cached), anchored to the recipe's timm model at ``target_ms``."""
+    from ..latency import latency_table
+
+    supernet = recipe_supernet(recipe, _PROXY_CLASSES[recipe.data.name]).arch
+    return latency_table(supernet, recipe.input_size).anchored_to(recipe.latency_of, target_ms)
 
 
 def measured_against(recipe: ZooRecipe, arch: Arch) -> dict[str, Any]:
