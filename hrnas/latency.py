@@ -69,6 +69,7 @@ __all__ = [
 
 TABLE_VERSION = 1
 FORMS = ("deploy", "eval")
+FEATURE_LEVELS = (1, 2, 3, 4)  # features_only levels a backbone is timed by: strides 4-32 (hrnas and timm alike)
 
 
 def _deployed(model: HRNASNet, input_size: tuple[int, int], batch_size: int) -> torch.nn.Module:
@@ -280,7 +281,7 @@ class LatencyTable:
         if "timm" in self.reference:
             import timm
 
-            ref = timm.create_model(self.reference["timm"], features_only=True, out_indices=(1, 2, 3, 4))
+            ref = timm.create_model(self.reference["timm"], features_only=True, out_indices=FEATURE_LEVELS)
         else:
             ref = HRNASNet(Arch.from_dict(self.reference["arch"]))
             if self.form == "deploy":
@@ -295,7 +296,8 @@ class LatencyTable:
         ``ms``: every anchored measurement is then ``ms`` times the measured model's latency over ``model``'s, timed
         side by side. A budget of ``ms`` is then "as fast as ``model``" on whatever the machine is doing: on a
         shared CPU, networks of different kinds drift differently, so the reference should be the network the
-        budget is about (the cpu zoo line's searches)."""
+        budget is about (the cpu zoo line's searches). A search's latency feedback then times its networks as
+        backbones too, ``features_only`` at strides 4-32, without their dense heads."""
         return dataclasses.replace(self, reference={"timm": model, "ms": float(ms)})
 
     # -- files --------------------------------------------------------------------------------------------

@@ -327,10 +327,10 @@ def latency_target(recipe: ZooRecipe) -> dict[str, Any]:
     model" whatever the machine does meanwhile."""
     import timm
 
-    from ..latency import measure_latencies
+    from ..latency import FEATURE_LEVELS, measure_latencies
     from ..timing import cpu_name
 
-    model = timm.create_model(recipe.latency_of, features_only=True, out_indices=(1, 2, 3, 4))
+    model = timm.create_model(recipe.latency_of, features_only=True, out_indices=FEATURE_LEVELS)
     (ms,) = measure_latencies([model], recipe.input_size, 1, rounds=7, reps=10)
     return {
         "model": recipe.latency_of,
@@ -356,12 +356,12 @@ def measured_against(recipe: ZooRecipe, arch: Arch) -> dict[str, Any]:
     import timm
 
     from ..deployment import deploy
-    from ..latency import measure_latencies
+    from ..latency import FEATURE_LEVELS, measure_latencies
     from ..zoo import create_model
 
     size = recipe.input_size
-    ours = create_model("hrnas_custom", arch=arch, features_only=True, out_indices=(1, 2, 3, 4))
-    theirs = timm.create_model(recipe.latency_of, features_only=True, out_indices=(1, 2, 3, 4))
+    ours = create_model("hrnas_custom", arch=arch, features_only=True, out_indices=FEATURE_LEVELS)
+    theirs = timm.create_model(recipe.latency_of, features_only=True, out_indices=FEATURE_LEVELS)
     mine, timm_ms = measure_latencies([deploy(ours, input_size=size), theirs], size, 1, rounds=9, reps=10)
     return {"deploy_ms": round(mine, 4), "timm_ms": round(timm_ms, 4), "ratio": round(mine / timm_ms, 4)}
 

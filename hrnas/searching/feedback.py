@@ -24,7 +24,7 @@ import torch
 from .. import latency
 from ..arch import Arch
 from ..deployment import deploy
-from ..latency import LatencyTable
+from ..latency import FEATURE_LEVELS, LatencyTable
 from ..timing import device_key
 from .budget import Budget, BudgetController
 from .config import SearchConfig
@@ -155,7 +155,14 @@ class LatencyFeedback:
         # where it keeps one, so that the machine's drift since the table was built cancels
         span, most = (6000, 60) if force else (2000, 21)
         repeats = max(6, min(most, int(span / max(self.correction * predicted, 1e-3))))
-        net = self.build(arch)
+        if table.reference is not None and "timm" in table.reference:
+            # a budget anchored to a timm backbone is about this network used as one: its features at strides 4-32,
+            # without the dense head the search trains it with (LatencyTable.anchored_to)
+            from ..zoo import create_model
+
+            net = create_model("hrnas_custom", arch=arch, features_only=True, out_indices=FEATURE_LEVELS)
+        else:
+            net = self.build(arch)
         if table.form == "deploy":  # the budget is about the network as hrnas.deploy leaves it
             net = deploy(net, input_size=self.cost_model.input_size, batch_size=table.batch_size)
         reading = self.measure_fn(
