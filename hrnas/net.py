@@ -65,6 +65,8 @@ class HRNASNet(nn.Module):
         global_pool: pooling of classification models (``'avg'``, ``'max'``, ``''`` for none...). Dense models
             never pool and accept only ``''`` or ``None``.
         drop_rate: classifier dropout of classification models; default from the arch.
+        zero_init_last: start each block's last BatchNorm at 0 (:attr:`hrnas.Arch.zero_init_last`); default from the
+            arch. Worth turning on to train a network from scratch (``benchmarks/results/from_scratch.md``).
 
     Dense models (``seg``/``pose``) return stride-4 logits ``(B, num_classes, H/4, W/4)`` from ``forward``;
     ``forward_features`` returns the stride-4 map their classifier consumes. ``features_only`` /
@@ -81,9 +83,12 @@ class HRNASNet(nn.Module):
         in_chans: int = 3,
         global_pool: Optional[str] = None,
         drop_rate: Optional[float] = None,
+        zero_init_last: Optional[bool] = None,
     ) -> None:
         super().__init__()
         arch = Arch.coerce(arch)
+        if zero_init_last is not None:
+            arch = arch.replace(zero_init_last=zero_init_last)
         if num_classes is not None:
             arch = arch.with_num_classes(int(num_classes))
         if drop_rate is not None:

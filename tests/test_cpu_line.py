@@ -137,3 +137,10 @@ def test_faces_items_landmarks_and_score():
     assert face_nme(heatmaps(p + 4.0, 64), p, val.interocular(0)) > 0.15
     with pytest.raises(ValueError, match="holdout"):
         FaceLandmarks("val", holdout="nobody")
+
+
+def test_create_model_turns_zero_init_last_on_for_training_from_scratch():
+    net = hrnas.create_model("hrnas_pose_a", zero_init_last=True)
+    assert net.arch.zero_init_last and not hrnas.create_model("hrnas_pose_a").arch.zero_init_last
+    bn3 = [m.bn3 for m in net.modules() if isinstance(m, MixedKernelBlock) and m.bn3 is not None]
+    assert bn3 and all(float(b.weight.abs().sum()) == 0 for b in bn3)
