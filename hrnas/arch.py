@@ -349,10 +349,8 @@ class Arch:
         bn_eps: BatchNorm epsilon.
         init: weight initialisation, ``'mnas'`` (classification and segmentation) or ``'heatmap'`` (N(0, 0.001)
             convs, as the original keypoint model).
-        zero_init_last: every block's last BatchNorm (after its summed projections) starts at gamma 0, so that
-            each block starts as its shortcut, as timm's ResNets start (``zero_init_last``); trained from scratch,
-            the networks measured learn faster with it (``benchmarks/results/from_scratch.md``). The original code
-            has it off.
+        zero_init_last: every block's last BatchNorm starts at gamma 0, so each block starts as its shortcut (as
+            timm's ResNets); off in the original code (why on: ``benchmarks/results/from_scratch.md``).
         name: optional label, shown by :meth:`table` and :func:`hrnas.summary`.
     """
 
