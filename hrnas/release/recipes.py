@@ -132,7 +132,8 @@ _POSE_RUN_V2 = dict(_DENSE_RUN_V2, optimizer="adamw", lr=2e-3, rho_limit=0.1)
 _SEG_B_RUN_V2 = dict(_DENSE_RUN_V2, rho_limit=0.1)
 _CLS_RUN_V2 = dict(steps=1500, batch_size=32, lr=0.05, eval_every=150, calib_batches=10)
 # the cpu line: latency budgets measured in the deploy form, and the network timed as it nears the budget so that the
-# measured latency lands in the band; kept widths a multiple of 4 (benchmarks/results/cpu_shapes.md)
+# measured latency lands in the band; kept widths a multiple of 4, which takes most of what rounding saves on this CPU
+# (at stride 4; a multiple of 8 or 16 saves slightly more, in steps two or four times as coarse: cpu_shapes.md)
 _CPU = dict(latency_feedback=True, channel_multiple=4)
 _CPU_NO_WEIGHTS = (
     "no real keypoint data worth training on exists on the machines these models were made on; the architecture was "
