@@ -48,6 +48,7 @@ from _common import RESULTS, machine, markdown_table, write_csv, write_markdown
 from _heldout import TASKS, train_heldout
 
 import hrnas
+from hrnas.archs import zoo_entries, zoo_entry
 from hrnas.files import write_atomic
 
 OUT = RESULTS / "vs_timm"
@@ -349,6 +350,39 @@ def _checks(summary: list[dict], task: str) -> list[str]:
     return lines
 
 
+def _landing(summaries: dict, setup: dict) -> list[str]:
+    """Each latency-targeted search's latency over its target's: at the end of its search (its record) and in this
+    run's latency phase (side by side with every other backbone)."""
+    rows = []
+    for task, summary in summaries.items():
+        by = {s["backbone"]: s for s in summary}
+        for s in summary:
+            if s["backbone"] == "nuclei_search" and "nuclei_search" in setup:
+                target = TARGETS["m"]
+                ns = setup["nuclei_search"]
+                at_search = ns["measured_ms"] / ns["target_ms"]
+            elif s["backbone"] in zoo_entries() and zoo_entry(s["backbone"])["record"].get("latency"):
+                record = zoo_entry(s["backbone"])["record"]["latency"]
+                target, at_search = record["model"], record["ratio"]
+            else:
+                continue
+            ref = by.get(target)
+            here = s["ms"] / ref["ms"] if ref and ref["ms"] and s["ms"] else None
+            rows.append([s["backbone"], target, f"{at_search:.4f}", f"{here:.4f}" if here else "-",
+                         "yes" if here is not None and 0.9 <= here <= 1.0 else "no"])  # fmt: skip
+    if not rows:
+        return []
+    return [
+        "## Latency-targeted searches: latency over the target's",
+        "",
+        "At the end of the search (the zoo record's `latency.ratio`; the nuclei search's last measurement over its "
+        "target) and in this run's latency phase (deploy form against the timm model as built, side by side).",
+        "",
+        *markdown_table(["model", "target", "at the search's end", "this run", "in [0.9, 1.0] here"], rows),
+        "",
+    ]
+
+
 def report() -> None:
     all_rows = [json.loads(p.read_text()) for p in sorted(ROWS.glob("*.json"))]
     lat = json.loads(LATENCY.read_text()) if LATENCY.is_file() else {}
@@ -380,6 +414,7 @@ def report() -> None:
               " / ".join(f"{v:.4f}" for v in s["values"])] for s in summary],
         )  # fmt: skip
         lines += ["", *_checks(summary, task), ""]
+    lines += _landing(summaries, setup)
     if "uniform" in setup:
         lines += ["## Set-up", ""]
         for name, u in setup["uniform"].items():
