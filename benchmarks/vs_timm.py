@@ -14,13 +14,13 @@ views of four faces, normalised mean error, lower is better). Backbones:
 - uniform width: the cpu space with one keep fraction for every kernel path (widths a multiple of 4), fitted by
   measured deploy latency to each timm model's latency (``uniform_s``: mobilenetv4_conv_small's, ``uniform_m``:
   hrnet_w18_small's);
-- ``nuclei_search`` (nuclei only): ``hrnas.search`` run directly on the nuclei training crops at the latency of
-  ``hrnet_w18_small`` (once, seed 0), then its inherited weights fine-tuned under the shared head (the path a user
-  with their own data takes); its seeds vary the fine-tuning.
+- ``nuclei_search`` / ``nuclei_search_s`` (nuclei only): ``hrnas.search`` run directly on the nuclei training crops
+  at the latency of ``hrnet_w18_small`` / ``mobilenetv4_conv_small`` (once each, seed 0), then its inherited weights
+  fine-tuned under the shared head (the path a user with their own data takes); their seeds vary the fine-tuning.
 
 Phases (each resumable; run the timing phases on an otherwise idle machine):
 
-    python benchmarks/vs_timm.py --prepare      # timm latencies, uniform widths fitted to them, the nuclei search
+    python benchmarks/vs_timm.py --prepare      # timm latencies, uniform widths fitted to them, the nuclei searches
     python benchmarks/vs_timm.py --rows         # every (backbone, task, seed) row not done yet (one thread each)
     python benchmarks/vs_timm.py --latency      # every backbone timed side by side, batch 1, 128x128
     python benchmarks/vs_timm.py --report       # md, csv, png from what there is
@@ -37,6 +37,7 @@ Writes ``benchmarks/results/vs_timm.md``, ``.csv`` and ``.png``; rows and set-up
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -63,12 +64,14 @@ ZOO = {
     "nuclei": ("hrnas_seg_a", "hrnas_seg_b", "hrnas_seg_cpu_s", "hrnas_seg_cpu_m"),
     "faces": ("hrnas_pose_a", "hrnas_pose_b", "hrnas_pose_cpu_s", "hrnas_pose_cpu_m"),
 }
+# the searches on the nuclei training region: name -> the TARGETS key of the timm model whose latency it is searched to
+SEARCHES = {"nuclei_search": "m", "nuclei_search_s": "s"}
 NUCLEI_SEARCH = dict(steps=600, batch_size=8, lr=0.05, eval_every=100, calib_batches=10, train_items=3200)
 
 
 def backbones(task: str) -> list[str]:
     """The backbones compared on ``task``, in the report's order."""
-    extra = ["nuclei_search"] if task == "nuclei" else []
+    extra = list(SEARCHES) if task == "nuclei" else []
     return list(TIMM) + list(ZOO[task]) + ["uniform_s", "uniform_m"] + extra
 
 
@@ -106,8 +109,8 @@ def arch_of(backbone: str, task: str) -> hrnas.Arch | None:
     if backbone.startswith("uniform_"):
         keep = _setup()["uniform"][f"{task}_{backbone[-1]}"]["keep"]
         return _from_scratch_settings(_uniform(_cpu_supernet(task), keep))
-    if backbone == "nuclei_search":
-        return hrnas.Arch.from_dict(_setup()["nuclei_search"]["arch"])
+    if backbone in SEARCHES:
+        return hrnas.Arch.from_dict(_setup()[backbone]["arch"])
     return _from_scratch_settings(hrnas.create_model(backbone).arch)
 
 
@@ -145,7 +148,7 @@ def fit_uniform(task: str, target: str, log=print) -> dict:
     return best
 
 
-def nuclei_search(target: str, log=print) -> dict:
+def nuclei_search(target: str, name: str = "nuclei_search", log=print) -> dict:
     """``hrnas.search`` on the nuclei training crops at ``target``'s latency (seed 0), its latency table anchored to
     ``target`` (as the cpu zoo line's recipes): the arch and the weights file."""
     from hrnas.data import NucleiSegmentation
@@ -158,7 +161,7 @@ def nuclei_search(target: str, log=print) -> dict:
     (target_ms,) = measure_latencies([_features(target, "nuclei")], SIZE, 1, rounds=7, reps=10)
     # timed beside the target model itself: the budget is "as fast as it", whatever the machine does meanwhile
     table = latency_table(supernet.arch, SIZE).anchored_to(target, target_ms)
-    run_dir = Path(__file__).resolve().parent.parent / "runs" / "vs_timm" / "nuclei_search"
+    run_dir = Path(__file__).resolve().parent.parent / "runs" / "vs_timm" / name
     resume = (run_dir / "checkpoint.pt").is_file()
     result = hrnas.search(
         supernet, train, val, latency_ms=target_ms, latency_table=table, input_size=SIZE, latency_feedback=True,
@@ -166,7 +169,7 @@ def nuclei_search(target: str, log=print) -> dict:
         seed=0, output_dir=str(run_dir), resume=str(run_dir) if resume else None, progress=False,
         **{k: v for k, v in cfg.items() if k != "train_items"},
     )  # fmt: skip
-    weights = run_dir / "nuclei_search.safetensors"  # weights stay out of git (runs/ is ignored)
+    weights = run_dir / f"{name}.safetensors"  # weights stay out of git (runs/ is ignored)
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in result.model.state_dict().items()}, str(weights))
@@ -199,9 +202,10 @@ def prepare(log=print) -> None:
             if name not in setup.setdefault("uniform", {}):
                 setup["uniform"][name] = fit_uniform(task, target, log)
                 _save_setup(setup)
-    if "nuclei_search" not in setup:
-        setup["nuclei_search"] = nuclei_search(TARGETS["m"], log)
-        _save_setup(setup)
+    for name, key in SEARCHES.items():
+        if name not in setup:
+            setup[name] = nuclei_search(TARGETS[key], name, log)
+            _save_setup(setup)
 
 
 # -- rows ---------------------------------------------------------------------------------------------------
@@ -211,11 +215,11 @@ def _row_path(backbone: str, task: str, seed: int) -> Path:
     return ROWS / f"{task}__{backbone}__s{seed}.json"
 
 
-def _load_weights(body: torch.nn.Module) -> None:
-    """The nuclei search's inherited weights into its features_only backbone (the head is not used)."""
+def _load_weights(name: str, body: torch.nn.Module) -> None:
+    """The inherited weights of the nuclei search ``name`` into its features_only backbone (the head is not used)."""
     from safetensors.torch import load_file
 
-    path = Path(_setup()["nuclei_search"]["weights"])
+    path = Path(_setup()[name]["weights"])
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the nuclei search's weights; run `python benchmarks/vs_timm.py --prepare`")
     state = load_file(str(path))
@@ -228,7 +232,7 @@ def _load_weights(body: torch.nn.Module) -> None:
 def run_row(backbone: str, task: str, seed: int, quick: bool = False) -> dict:
     spec = TASKS[task].quick() if quick else TASKS[task]
     arch = arch_of(backbone, task)
-    modify = _load_weights if backbone == "nuclei_search" else None
+    modify = functools.partial(_load_weights, backbone) if backbone in SEARCHES else None
     row = train_heldout(backbone if arch is None else arch, spec, seed, modify=modify)
     return {"backbone": backbone, **row}
 
@@ -318,6 +322,8 @@ def _summary(task: str, all_rows: list[dict], lat: dict) -> list[dict]:
             "mean": statistics.fmean(values), "sd": statistics.pstdev(values) if len(values) > 1 else 0.0,
             "values": values, "params": mine[0]["params"], "ms": ms.get(backbone, {}).get("ms"),
             "frozen_ms": ms.get(backbone, {}).get("frozen_ms"), "train_s": sum(r["train_s"] for r in mine),
+            "per_class": [statistics.fmean(c) for c in zip(*(r["breakdown"] for r in mine))]
+            if all(r.get("breakdown") for r in mine) else None,
         })  # fmt: skip
     return out
 
@@ -354,12 +360,12 @@ def _landing(summaries: dict, setup: dict) -> list[str]:
     """Each latency-targeted search's latency over its target's: at the end of its search (its record) and in this
     run's latency phase (side by side with every other backbone)."""
     rows = []
-    for task, summary in summaries.items():
+    for summary in summaries.values():
         by = {s["backbone"]: s for s in summary}
         for s in summary:
-            if s["backbone"] == "nuclei_search" and "nuclei_search" in setup:
-                target = TARGETS["m"]
-                ns = setup["nuclei_search"]
+            if s["backbone"] in SEARCHES and s["backbone"] in setup:
+                target = TARGETS[SEARCHES[s["backbone"]]]
+                ns = setup[s["backbone"]]
                 at_search = ns["measured_ms"] / ns["target_ms"]
             elif s["backbone"] in zoo_entries() and zoo_entry(s["backbone"])["record"].get("latency"):
                 record = zoo_entry(s["backbone"])["record"]["latency"]
@@ -407,11 +413,14 @@ def report() -> None:
         better = "higher" if TASKS[task].higher_is_better else "lower"
         name = f"{TASKS[task].metric_name} ({better} is better)"
         lines += [f"## {task}: {name}", ""]
+        classes = any(s["per_class"] for s in summary)  # the nuclei: IoU of background / nucleus / boundary
         lines += markdown_table(
-            ["backbone", "latency ms", "frozen ms", "params (M)", "mean", "sd", "per seed"],
+            ["backbone", "latency ms", "frozen ms", "params (M)", "mean", "sd", "per seed"]
+            + (["IoU per class (mean)"] if classes else []),
             [[s["backbone"], f"{s['ms']:.2f}" if s["ms"] else "-", f"{s['frozen_ms']:.2f}" if s["frozen_ms"] else "-",
               f"{s['params'] / 1e6:.2f}", f"{s['mean']:.4f}", f"{s['sd']:.4f}",
-              " / ".join(f"{v:.4f}" for v in s["values"])] for s in summary],
+              " / ".join(f"{v:.4f}" for v in s["values"])]
+             + ([" / ".join(f"{v:.3f}" for v in s["per_class"] or [])] if classes else []) for s in summary],
         )  # fmt: skip
         lines += ["", *_checks(summary, task), ""]
     lines += _landing(summaries, setup)
@@ -420,9 +429,9 @@ def report() -> None:
         for name, u in setup["uniform"].items():
             lines.append(f"- uniform width `{name}`: keep {u['keep']:.4f} of the cpu supernet's channels, "
                          f"{u['ms']:.2f} ms against {u['target_ms']:.2f} ms at set-up")  # fmt: skip
-        if "nuclei_search" in setup:
-            ns = setup["nuclei_search"]
-            lines.append(f"- nuclei search: target {ns['target_ms']:.2f} ms, measured {ns['measured_ms']} ms at the "
+        for name in [n for n in SEARCHES if n in setup]:
+            ns = setup[name]
+            lines.append(f"- {name}: target {ns['target_ms']:.2f} ms, measured {ns['measured_ms']} ms at the "
                          f"end of the search, its own mIoU {ns['search_metric']:.4f} before fine-tuning")  # fmt: skip
     write_markdown(RESULTS / "vs_timm.md", lines)
     _plot(summaries)
@@ -430,6 +439,7 @@ def report() -> None:
 
 def _plot(summaries: dict) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -443,18 +453,28 @@ def _plot(summaries: dict) -> None:
             style = {"timm": ("s", "tab:gray"), "uniform": ("^", "tab:orange"), "hrnas": ("o", "tab:blue")}[kind]
             ax.errorbar(s["ms"], s["mean"], yerr=s["sd"], fmt=style[0], color=style[1], capsize=3)
             ax.annotate(s["backbone"].replace("hrnas_", ""), (s["ms"], s["mean"]), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")  # fmt: skip
+                        xytext=(4, -9 if kind == "uniform" else 3), textcoords="offset points")  # fmt: skip
+            if s["backbone"] in TARGETS.values():  # the latencies the cpu line and the searches aim at
+                ax.axvline(s["ms"], color="tab:gray", linestyle=":", linewidth=0.8)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks([t for t in (4, 5, 6, 8, 10, 12, 15, 20, 30, 40, 60) if any(
+            s["ms"] and s["ms"] / 1.3 <= t <= s["ms"] * 1.3 for s in summary)])  # fmt: skip
         ax.set_xlabel("latency, batch 1, 128x128 (ms; hrnas deploy form, timm as built)")
         ax.set_ylabel(TASKS[task].metric_name + ("" if TASKS[task].higher_is_better else " (lower is better)"))
         if not TASKS[task].higher_is_better:
             ax.invert_yaxis()
-        ax.set_title(f"{task}: grey timm, blue hrnas zoo, orange uniform width")
+        ax.set_title(task)
         ax.grid(alpha=0.3)
+    fig.suptitle("grey: timm; blue: hrnas, searched; orange: uniform width; dotted: the timm latencies searched to",
+                 fontsize=10)  # fmt: skip
     fig.tight_layout()
-    tmp = RESULTS / "vs_timm.png.tmp"
-    fig.savefig(tmp, dpi=120, format="png")
-    tmp.replace(RESULTS / "vs_timm.png")
+    # the results' copy, and the docs' (mkdocs shows only files under docs/)
+    for out in (RESULTS / "vs_timm.png", RESULTS.parent.parent / "docs" / "vs_timm.png"):
+        tmp = out.with_name(out.name + ".tmp")
+        fig.savefig(tmp, dpi=120, format="png")
+        tmp.replace(out)
 
 
 def main(argv=None) -> None:
