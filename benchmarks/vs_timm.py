@@ -49,6 +49,7 @@ from _common import RESULTS, machine, markdown_table, write_csv, write_markdown
 from _heldout import TASKS, train_heldout
 
 import hrnas
+from hrnas.arch import branch_hidden_channels
 from hrnas.archs import zoo_entries, zoo_entry
 from hrnas.files import write_atomic
 
@@ -323,7 +324,7 @@ def _summary(task: str, all_rows: list[dict], lat: dict) -> list[dict]:
             "values": values, "params": mine[0]["params"], "ms": ms.get(backbone, {}).get("ms"),
             "frozen_ms": ms.get(backbone, {}).get("frozen_ms"), "train_s": sum(r["train_s"] for r in mine),
             "per_class": [statistics.fmean(c) for c in zip(*(r["breakdown"] for r in mine))]
-            if all(r.get("breakdown") for r in mine) else None,
+            if task == "nuclei" else None,  # the faces' breakdown is per view, not per class
         })  # fmt: skip
     return out
 
@@ -360,7 +361,7 @@ def _landing(summaries: dict, setup: dict) -> list[str]:
     """Each latency-targeted search's latency over its target's: at the end of its search (its record) and in this
     run's latency phase (side by side with every other backbone)."""
     rows = []
-    for summary in summaries.values():
+    for task, summary in summaries.items():
         by = {s["backbone"]: s for s in summary}
         for s in summary:
             if s["backbone"] in SEARCHES and s["backbone"] in setup:
@@ -374,8 +375,9 @@ def _landing(summaries: dict, setup: dict) -> list[str]:
                 continue
             ref = by.get(target)
             here = s["ms"] / ref["ms"] if ref and ref["ms"] and s["ms"] else None
+            hidden = " / ".join(map(str, branch_hidden_channels(arch_of(s["backbone"], task))))
             rows.append([s["backbone"], target, f"{at_search:.4f}", f"{here:.4f}" if here else "-",
-                         "yes" if here is not None and 0.9 <= here <= 1.0 else "no"])  # fmt: skip
+                         "yes" if here is not None and 0.9 <= here <= 1.0 else "no", hidden])  # fmt: skip
     if not rows:
         return []
     return [
@@ -384,7 +386,10 @@ def _landing(summaries: dict, setup: dict) -> list[str]:
         "At the end of the search (the zoo record's `latency.ratio`; the nuclei search's last measurement over its "
         "target) and in this run's latency phase (deploy form against the timm model as built, side by side).",
         "",
-        *markdown_table(["model", "target", "at the search's end", "this run", "in [0.9, 1.0] here"], rows),
+        *markdown_table(
+            ["model", "target", "at the search's end", "this run", "in [0.9, 1.0] here", "hidden at strides 4-32"],
+            rows,
+        ),
         "",
     ]
 
