@@ -329,9 +329,21 @@ def _summary(task: str, all_rows: list[dict], lat: dict) -> list[dict]:
     return out
 
 
+def _compare(ours: dict, ref: dict, task: str) -> tuple[float, float, str]:
+    """``ours`` against ``ref``: the advantage of the mean (positive is better), the larger seed spread, the verdict
+    (a gap inside the spread is a tie)."""
+    gap = (ours["mean"] - ref["mean"]) * (1 if TASKS[task].higher_is_better else -1)
+    spread = max(ours["sd"], ref["sd"])
+    return gap, spread, "better" if gap > spread else ("tie (within the seed spread)" if gap >= -spread else "worse")
+
+
+def _searched(summary: list[dict]) -> list[dict]:
+    """The searched hrnas backbones: the zoo and the nuclei searches (uniform width is the baseline, not one)."""
+    return [s for s in summary if s["backbone"] not in TIMM and not s["backbone"].startswith("uniform")]
+
+
 def _checks(summary: list[dict], task: str) -> list[str]:
-    """For each timm target, the best searched hrnas backbone (the zoo or the nuclei search; uniform width is the
-    baseline, not a candidate) at or below its latency against it."""
+    """For each timm target, the best searched hrnas backbone at or below its latency against it."""
     higher = TASKS[task].higher_is_better
     by = {s["backbone"]: s for s in summary}
     lines = []
@@ -339,15 +351,12 @@ def _checks(summary: list[dict], task: str) -> list[str]:
         ref = by.get(target)
         if ref is None or ref["ms"] is None:
             continue
-        ours = [s for s in summary if s["backbone"] not in TIMM and not s["backbone"].startswith("uniform")
-                and s["ms"] is not None and s["ms"] <= ref["ms"]]  # fmt: skip
+        ours = [s for s in _searched(summary) if s["ms"] is not None and s["ms"] <= ref["ms"]]
         if not ours:
             lines.append(f"- {task}: no hrnas backbone measured at or below {target}'s {ref['ms']:.2f} ms")
             continue
         best = max(ours, key=lambda s: s["mean"] if higher else -s["mean"])
-        gap = (best["mean"] - ref["mean"]) * (1 if higher else -1)
-        spread = max(best["sd"], ref["sd"])
-        verdict = "better" if gap > spread else ("tie (within the seed spread)" if gap >= -spread else "worse")
+        gap, spread, verdict = _compare(best, ref, task)
         lines.append(
             f"- {task}, at or below {target}'s latency ({ref['ms']:.2f} ms): best hrnas {best['backbone']} "
             f"({best['ms']:.2f} ms) {TASKS[task].metric_name} {best['mean']:.4f} vs {ref['mean']:.4f} "
@@ -357,6 +366,37 @@ def _checks(summary: list[dict], task: str) -> list[str]:
     return lines
 
 
+def _pairs(summary: list[dict], task: str) -> list[str]:
+    """Every searched hrnas backbone against each timm target it is at least as fast as, and each latency-targeted
+    one against uniform width fitted to the same target."""
+    by = {s["backbone"]: s for s in summary}
+    tier = {model: key for key, model in TARGETS.items()}
+    rows = []
+    for ours in _searched(summary):
+        refs = [by[t] for t in TARGETS.values() if t in by and None not in (by[t]["ms"], ours["ms"])
+                and ours["ms"] <= by[t]["ms"]]  # fmt: skip
+        target = _target_of(ours["backbone"])
+        if target in tier and f"uniform_{tier[target]}" in by:
+            refs.append(by[f"uniform_{tier[target]}"])
+        for ref in refs:
+            gap, spread, verdict = _compare(ours, ref, task)
+            rows.append([ours["backbone"], ref["backbone"], f"{gap:+.4f}", f"{spread:.4f}", verdict])
+    if not rows:
+        return []
+    return [f"Each searched hrnas backbone against every timm target it is at least as fast as, and against uniform "
+            f"width at its own target ({TASKS[task].metric_name} advantage, positive is better):", "",
+            *markdown_table(["hrnas", "against", "advantage", "seed spread", "verdict"], rows), ""]  # fmt: skip
+
+
+def _target_of(backbone: str) -> str | None:
+    """The timm model whose latency a latency-targeted search aimed at; None for the MAC-budget line."""
+    if backbone in SEARCHES:
+        return TARGETS[SEARCHES[backbone]]
+    if backbone in zoo_entries():
+        return (zoo_entry(backbone)["record"].get("latency") or {}).get("model")
+    return None
+
+
 def _landing(summaries: dict, setup: dict) -> list[str]:
     """Each latency-targeted search's latency over its target's: at the end of its search (its record) and in this
     run's latency phase (side by side with every other backbone)."""
@@ -364,15 +404,13 @@ def _landing(summaries: dict, setup: dict) -> list[str]:
     for task, summary in summaries.items():
         by = {s["backbone"]: s for s in summary}
         for s in summary:
-            if s["backbone"] in SEARCHES and s["backbone"] in setup:
-                target = TARGETS[SEARCHES[s["backbone"]]]
-                ns = setup[s["backbone"]]
-                at_search = ns["measured_ms"] / ns["target_ms"]
-            elif s["backbone"] in zoo_entries() and zoo_entry(s["backbone"])["record"].get("latency"):
-                record = zoo_entry(s["backbone"])["record"]["latency"]
-                target, at_search = record["model"], record["ratio"]
-            else:
+            target = _target_of(s["backbone"])
+            if target is None or (s["backbone"] in SEARCHES and s["backbone"] not in setup):
                 continue
+            if s["backbone"] in SEARCHES:
+                at_search = setup[s["backbone"]]["measured_ms"] / setup[s["backbone"]]["target_ms"]
+            else:
+                at_search = zoo_entry(s["backbone"])["record"]["latency"]["ratio"]
             ref = by.get(target)
             here = s["ms"] / ref["ms"] if ref and ref["ms"] and s["ms"] else None
             hidden = " / ".join(map(str, branch_hidden_channels(arch_of(s["backbone"], task))))
@@ -427,7 +465,7 @@ def report() -> None:
               " / ".join(f"{v:.4f}" for v in s["values"])]
              + ([" / ".join(f"{v:.3f}" for v in s["per_class"] or [])] if classes else []) for s in summary],
         )  # fmt: skip
-        lines += ["", *_checks(summary, task), ""]
+        lines += ["", *_checks(summary, task), "", *_pairs(summary, task)]
     lines += _landing(summaries, setup)
     if "uniform" in setup:
         lines += ["## Set-up", ""]

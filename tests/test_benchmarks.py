@@ -319,3 +319,25 @@ def test_zoo_quality_nuclei_row_keeps_the_protocol_and_the_threads():
     v1 = zoo_arch("hrnas_seg_a", version=1).replace(task="seg").with_num_classes(3)
     assert row["branches"] == branch_hidden_channels(v1)
     assert row["macs_128"] == hrnas.count_macs(v1, (128, 128))
+
+
+def test_vs_timm_compares_within_the_seed_spread_and_pairs_each_search_with_its_targets():
+    vs_timm = _import_bench("vs_timm")
+
+    def row(backbone, mean, sd, ms):
+        return {"backbone": backbone, "mean": mean, "sd": sd, "ms": ms, "seeds": [0, 1, 2]}
+
+    hrnet, mnv4 = row("hrnet_w18_small", 0.620, 0.006, 9.0), row("mobilenetv4_conv_small", 0.616, 0.001, 4.5)
+    searched = row("nuclei_search_s", 0.630, 0.002, 4.3)
+    assert vs_timm._compare(searched, mnv4, "nuclei")[2] == "better"
+    assert vs_timm._compare(row("x", 0.624, 0.001, 1.0), hrnet, "nuclei")[2].startswith("tie")
+    assert vs_timm._compare(mnv4, searched, "nuclei")[2] == "worse"
+    # the faces' NME is lower-is-better: a lower error is a positive advantage
+    gap, spread, verdict = vs_timm._compare(row("x", 0.05, 0.002, 1.0), row("y", 0.07, 0.005, 1.0), "faces")
+    assert (round(gap, 4), spread, verdict) == (0.02, 0.005, "better")
+
+    summary = [hrnet, mnv4, row("uniform_s", 0.615, 0.003, 4.1), searched, row("hrnas_seg_a", 0.64, 0.004, 28.0)]
+    table = "\n".join(vs_timm._pairs(summary, "nuclei"))
+    for against in ("mobilenetv4_conv_small", "hrnet_w18_small", "uniform_s"):
+        assert f"| nuclei_search_s | {against} |" in table
+    assert "hrnas_seg_a" not in table  # slower than every target, and searched to MACs, not to a latency
