@@ -67,3 +67,27 @@ def test_export_command_and_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match="format must be one of"):
         hrnas.export(hrnas.create_model("hrnas_supernet_tiny_seg"), tmp_path / "m.x", format="tflite")
     assert not list(tmp_path.glob("*.x"))
+
+
+def test_memory_format_is_timed_warm_and_alternately():
+    """A candidate slow only on its first forwards (one-time kernel selection) is timed at its steady speed."""
+    import time
+
+    from hrnas.deployment import _time_alternately
+
+    class Sleeps(torch.nn.Module):
+        def __init__(self, cold_calls: int, cold_s: float, warm_s: float):
+            super().__init__()
+            self.calls, self.cold_calls, self.cold_s, self.warm_s = 0, cold_calls, cold_s, warm_s
+
+        def forward(self, x):
+            self.calls += 1
+            time.sleep(self.cold_s if self.calls <= self.cold_calls else self.warm_s)
+            return x
+
+    cold_start = Sleeps(cold_calls=3, cold_s=0.05, warm_s=0.0)
+    steady = Sleeps(cold_calls=0, cold_s=0.0, warm_s=0.005)
+    candidates = [(torch.channels_last, cold_start), (torch.contiguous_format, steady)]
+    first, second = _time_alternately(candidates, torch.randn(1, 3, 8, 8), torch.device("cpu"))
+    assert first < second
+    assert cold_start.calls == steady.calls  # each timed alike, in alternating rounds
