@@ -341,3 +341,14 @@ def test_vs_timm_compares_within_the_seed_spread_and_pairs_each_search_with_its_
     for against in ("mobilenetv4_conv_small", "hrnet_w18_small", "uniform_s"):
         assert f"| nuclei_search_s | {against} |" in table
     assert "hrnas_seg_a" not in table  # slower than every target, and searched to MACs, not to a latency
+
+    # the landing table: judged on the reading beside the target alone, not on the pass over every backbone
+    setup = {"nuclei_search_s": {"measured_ms": 3.9, "target_ms": 4.1}}
+    lat = {"landing": [{"backbone": "nuclei_search_s", "task": "nuclei", "ratio": 0.95}]}
+    landing = vs_timm._landing({"nuclei": summary}, setup, lat)
+    line = next(x for x in landing if x.startswith("| nuclei_search_s |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert dict(zip(vs_timm._LANDING_COLUMNS, cells))["in [0.9, 1.0]"] == "yes"
+    assert cells[3] == f"{4.3 / 4.5:.4f}" and cells[4] == "0.9500"
+    lat["landing"][0]["ratio"] = 0.89
+    assert "| 0.8900 | no |" in "\n".join(vs_timm._landing({"nuclei": summary}, setup, lat))
