@@ -7,7 +7,7 @@ include setting up the virtual environment; their figures are entered with ``--a
 
     python benchmarks/doc_timings.py                       # every full-mode example (about 25 minutes on 2 cores)
     python benchmarks/doc_timings.py --only quick          # the --quick modes (about 2 minutes)
-    python benchmarks/doc_timings.py --add "make demo (fresh clone)=1020"
+    python benchmarks/doc_timings.py --skip-run --add "make demo (fresh clone)=1020"   # a figure timed by hand
 
 Writes ``benchmarks/results/doc_timings.md``; rows of earlier runs of other commands are kept.
 """
