@@ -22,6 +22,7 @@ from timm.models import PretrainedCfg
 
 from .cost import summary
 from .files import write_atomic
+from .weights import CONFIG_NAME, WEIGHTS_NAME
 
 __all__ = [
     "CONFIG_NAME",
@@ -35,9 +36,6 @@ __all__ = [
     "read_weights",
     "save_pretrained",
 ]
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 
 def is_model_dir(path: str | os.PathLike) -> bool:

@@ -25,6 +25,8 @@ from typing import Optional
 from .catalog import ModelEntry, WeightsTag
 
 __all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
     "ENV_VAR",
     "WeightsSource",
     "find_weights",
@@ -35,7 +37,9 @@ __all__ = [
 ]
 
 ENV_VAR = "HRNAS_WEIGHTS_DIR"
-_CONFIG, _WEIGHTS = "config.json", "model.safetensors"
+# the two files of a model directory; here rather than in hrnas.hub, which imports timm: hrnas.zoo reads them while
+# it is imported, and hrnas.zoo is imported from inside timm's import when another hrnas module imports timm first
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
 
 def weights_dir() -> Path:
@@ -51,7 +55,7 @@ def weights_dir() -> Path:
 def local_directory(name: str, tag: str) -> Optional[Path]:
     """``weights_dir()/<name>.<tag>`` when it is a complete model directory, else ``None``."""
     path = weights_dir() / f"{name}.{tag}"
-    return path if (path / _CONFIG).is_file() and (path / _WEIGHTS).is_file() else None
+    return path if (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file() else None
 
 
 def hub_cache_file(repo_id: str) -> Optional[str]:
@@ -60,7 +64,7 @@ def hub_cache_file(repo_id: str) -> Optional[str]:
     from huggingface_hub import hf_hub_download
 
     try:
-        path = hf_hub_download(repo_id, _WEIGHTS, local_files_only=True)
+        path = hf_hub_download(repo_id, WEIGHTS_NAME, local_files_only=True)
     except Exception:  # not cached (LocalEntryNotFoundError), or a cache that cannot be read: not found here
         return None
     return path if os.path.isfile(path) else None

@@ -31,7 +31,7 @@ from .arch import Arch
 from .archs import zoo_arch
 from .catalog import CATALOG, ModelEntry, WeightsTag, catalog_entry
 from .hub_access import REACH_TIMEOUT_S, cached_file, cached_snapshot, hub_offline, hub_reachable
-from .weights import find_weights, missing_weights_message
+from .weights import WEIGHTS_NAME, find_weights, missing_weights_message
 
 if TYPE_CHECKING:
     from .net import HRNASNet
@@ -79,7 +79,7 @@ def _advertised_source(entry: ModelEntry, tag: WeightsTag) -> dict[str, Any]:
     up at creation time is decided again then (:func:`_pretrained_source`)."""
     found = find_weights(entry.name, tag, network=False)
     if found is not None and found.kind == "directory":
-        return {"file": os.path.join(found.location, _hub.WEIGHTS_NAME)}
+        return {"file": os.path.join(found.location, WEIGHTS_NAME)}
     if found is not None or tag.published(entry.name):
         return {"hf_hub_id": tag.hub_id(entry.name)}
     return {}

@@ -1,6 +1,7 @@
 """Start-up: `import hrnas` and the light commands load neither torch nor timm, and timm still finds the models
 whichever is imported first (hrnas._timm_hook)."""
 
+import os
 import subprocess
 import sys
 
@@ -18,13 +19,24 @@ ORDERS = [
 ]
 
 
-def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=300)
+def _run(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=300, env=env
+    )
 
 
 @pytest.mark.parametrize("order", ORDERS)
-def test_timm_finds_the_models_in_any_import_order(order):
-    proc = _run(f"{order}\nassert timm.is_model('hrnas_cls_a') and timm.is_model('hrnas_custom'), 'not registered'")
+def test_timm_finds_the_models_in_any_import_order(order, tmp_path):
+    # with a tag's weights on disk: registering then reads the weights' file name while the module that imported
+    # timm may be half-initialised (it once warned and registered nothing when hrnas.hub came first)
+    weights = tmp_path / "hrnas_seg_a.textured_scenes"
+    weights.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (weights / name).write_text("{}")
+    env = dict(os.environ, HRNAS_WEIGHTS_DIR=str(tmp_path))
+    check = "assert timm.is_model('hrnas_cls_a') and timm.is_model('hrnas_custom'), 'not registered'"
+    listed = "assert 'hrnas_seg_a.textured_scenes' in timm.list_pretrained('hrnas_seg_a*'), 'local weights not listed'"
+    proc = _run(f"{order}\n{check}\n{listed}", env)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
