@@ -186,7 +186,7 @@ def test_latency_budgeted_search_ends_inside_the_budget():
     res = hrnas.search(
         supernet, *scenes, latency_ms=target, latency_table=table, input_size=SIZE, latency_feedback=False, **small
     )
-    assert 0.95 * target <= table.predict(res.arch) <= target  # a latency budget's band
+    assert 0.9 * target <= table.predict(res.arch) <= target  # a latency budget's band
     assert res.history[-1]["cost"] == round(1e3 * table.predict(res.arch))
     assert res.measured_latency_ms is None
     # the penalty weights units by their measured time, not their MACs
@@ -246,7 +246,7 @@ def test_measured_latency_feedback_puts_the_found_network_on_the_budget(monkeypa
         assert check["measured_ms"] == pytest.approx(statistics.median(readings), abs=1e-4)
     assert res.measured_latency_ms == pytest.approx(device_ms(res.arch), rel=1e-3)
     # costs are whole microseconds: the bound holds to within half of one
-    assert 0.95 * target - 5e-4 <= res.measured_latency_ms <= target + 5e-4  # a latency budget's band
+    assert 0.9 * target - 5e-4 <= res.measured_latency_ms <= target + 5e-4  # a latency budget's band
     # measured only near the budget (the result is named after its budget; the blocks are what was timed)
     assert timed[-1].blocks() == res.arch.blocks() and supernet.arch not in timed
     assert res.history[-1]["latency_correction"] == pytest.approx(device_ms(res.arch) / table.predict(res.arch), 1e-3)
@@ -276,7 +276,7 @@ def test_a_table_from_another_device_is_not_corrected_by_timing_here(monkeypatch
     small.update(threads=1)
     with pytest.warns(UserWarning, match="the latency table was measured on 'cuda:Some GPU"):
         res = hrnas.search(supernet, *scenes, latency_ms=target, latency_table=table, input_size=SIZE, **small)
-    assert res.measured_latency_ms is None and 0.95 * target - 5e-4 <= table.predict(res.arch) <= target
+    assert res.measured_latency_ms is None and 0.9 * target - 5e-4 <= table.predict(res.arch) <= target
 
 
 def test_latency_budget_errors():
@@ -304,7 +304,7 @@ def test_search_measures_or_reuses_the_table_by_itself(tmp_path, monkeypatch):
     res = hrnas.search(supernet, *scenes, latency_ms=target, input_size=SIZE, **small)
     assert res.budget_kind == "latency" and res.budget == round(1e3 * target)
     # costs are whole microseconds: the bound holds to within half of one
-    assert 0.95 * target - 5e-4 <= cached.predict(res.arch) <= target + 5e-4
+    assert 0.9 * target - 5e-4 <= cached.predict(res.arch) <= target + 5e-4
 
 
 @pytest.mark.search

@@ -9,6 +9,12 @@ the run's course (when it cut, to what cost and how many channels) is compared, 
 0.1 %: the weights after a few dozen steps differ by up to 10 % between CPUs, and where two units' importances are
 within rounding the cut takes a different one (the latency run keeps a few channels in other blocks on the two
 machines).
+
+A fixture holds the runs whose outcome its platform still pins. The latency budget changed on purpose after 0.1.0
+(its band is ``[0.9, 1.0]``, aiming at 0.95 and removing nothing below it, where it was ``[0.95, 1.0]`` aiming at
+0.975), which changes the ``latency`` run's course; it was written again on the only platform at hand then
+(``search_fixture_xeon.json``, Intel Xeon with AVX-512, which had matched the AMD fixtures' course of every run before
+the change) and dropped from the AMD fixtures, so on an AMD machine the ``latency`` run is held to its course.
 """
 
 import importlib.util
@@ -32,9 +38,10 @@ def _script():
     return module
 
 
-def _expected(platform: dict) -> tuple[dict, bool]:
-    """The fixture written on this platform (the one naming most of it), else the first, for the portable checks."""
-    fixtures = [json.loads(path.read_text()) for path in FIXTURES]
+def _expected(platform: dict, run: str) -> tuple[dict, bool]:
+    """The fixture written on this platform (the one naming most of it) that holds ``run``, else the first that
+    holds it, for the portable checks."""
+    fixtures = [f for f in (json.loads(path.read_text()) for path in FIXTURES) if run in f]
     matching = [f for f in fixtures if all(platform.get(k) == v for k, v in f["written_by"].items())]
     if matching:
         return max(matching, key=lambda f: len(f["written_by"])), True
@@ -74,7 +81,7 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(found):
 
 @pytest.mark.parametrize("run", ["family", "latency", "resumed"])
 def test_search_finds_what_the_original_code_found(found, run):
-    expected, same_platform = _expected(_script().platform())
+    expected, same_platform = _expected(_script().platform(), run)
     want, got = expected[run], found[run]
     if same_platform:
         assert got["arch"] == want["arch"]
@@ -90,11 +97,14 @@ def test_search_finds_what_the_original_code_found(found, run):
 
 
 def test_the_fixtures_agree_on_what_is_portable():
-    # the platform-independent part of the comparison above, checked between the two machines' fixtures, so that
-    # a platform without its own fixture is held to what was seen to hold across CPUs
-    first, *others = (json.loads(path.read_text()) for path in FIXTURES)
-    assert others, "expected a fixture from a second platform"
-    for other in others:
-        assert other["written_by"] != first["written_by"]
-        for run in ("family", "latency", "resumed"):
+    # the platform-independent part of the comparison above, checked between every two machines' fixtures that
+    # hold a run, so that a platform without its own fixture is held to what was seen to hold across CPUs
+    fixtures = [json.loads(path.read_text()) for path in FIXTURES]
+    for run in ("family", "latency", "resumed"):
+        holding = [f for f in fixtures if run in f]
+        assert holding, f"no fixture holds the {run!r} run"
+        first, *others = holding
+        for other in others:
+            assert other["written_by"] != first["written_by"]
             _assert_same_course(other[run], first[run])
+    assert len({json.dumps(f["written_by"], sort_keys=True) for f in fixtures}) >= 2, "expected a second platform"

@@ -116,6 +116,11 @@ def test_budget_cut_takes_the_weakest_units_and_keeps_the_floor(supernet):
     index = UnitIndex(arch, _state(supernet, 0.0), None, model, model.normalizer(arch))
     sel = select_units(index, 1e-3, controller, step=10)
     assert not sel.forced and controller.floor_at(10) <= sel.cost_after < start
+    # a floor above the band's lower edge (a latency budget's, at its goal) keeps emptied units above it
+    high = BudgetController(budget, start, total_steps=100, rho=1.0, floor=0.95)
+    low = sel
+    sel = select_units(index, 1e-3, high, step=10)
+    assert low.cost_after < 0.95 * budget <= sel.cost_after < start and high.floor_at(10) == 0.95 * budget
 
 
 def test_budget_cut_by_importance_per_cost(supernet):
@@ -232,6 +237,7 @@ def test_plan_of_a_family_run():
     c = plan.controller()
     assert (c.budget, c.start, c.total_steps, c.budgets, c.recovery) == (300, 1000, 100, [500, 300], 5)
     assert (c.rho_min, c.rho_max, c.goal, c.lower) == (pytest.approx(1e-3 / 3), pytest.approx(1 / 3), 0.95, 0.9)
+    assert c.floor == 0.9  # an exact count removes emptied units down to the band's lower edge
     assert plan.controller() is not c and plan.controller() == c  # a fresh controller each time
     # the learning rate: 10 warm-up steps, then cosine to 0
     assert plan.lr_warmup_steps == 10
@@ -262,7 +268,8 @@ def test_plan_of_latency_and_paper_runs():
     latency = _plan(SearchConfig(steps=40, latency_ms=0.5))
     assert latency.budgets == (500,)  # microseconds
     c = latency.controller()
-    assert (c.goal, c.lower) == (0.975, 0.95) and latency.min_shrink == 0.0
+    # a measured cost scatters: the band is a MACs budget's, but nothing is removed below its middle
+    assert (c.goal, c.lower, c.floor) == (0.95, 0.9, 0.95) and latency.min_shrink == 0.0
     paper = _plan(SearchConfig(epochs=2.5, shrink_every=3, eval_every=5, checkpoint_every=7))
     assert (paper.total_steps, paper.shrink_every, paper.eval_every, paper.checkpoint_every) == (25, 3, 5, 7)
     assert paper.budget is None and paper.controller() is None
@@ -378,6 +385,9 @@ def test_latency_feedback_times_near_the_budget_and_corrects_the_prediction(supe
     readings = [c["reading_ms"] for c in feedback.checks if c["arch"] == feedback.checks[0]["arch"]]
     assert len(readings) == 2 and feedback.measured_ms(arch) == pytest.approx(sum(readings) / 2, abs=1e-4)
     assert [c["step"] for c in feedback.checks] == [4, 6, 7]
+    # a forced reading (the final cut's) is taken again even of the network the correction was measured on
+    assert feedback.measure(arch, step=8, members=0) and len(feedback.checks) == 3
+    assert feedback.measure(arch, step=9, members=0, force=True) and [c["step"] for c in feedback.checks][-1] == 9
     # its state goes into checkpoints
     again = _feedback(table, full // 2, device)
     again.load_state_dict(feedback.state_dict())
@@ -392,7 +402,7 @@ def test_latency_feedback_settles_a_cut_on_the_measured_latency(supernet):
     start = round(1e3 * table.predict(arch))
     budget = start // 2
     feedback = _feedback(table, budget, device)
-    controller = BudgetController(budget, start, total_steps=10, rho=1.0, goal=0.975, lower=0.95)
+    controller = BudgetController(budget, start, total_steps=10, rho=1.0, goal=0.95, lower=0.9)
     torch.manual_seed(1)
     state = _state(supernet)
     for k in _gates(arch, state):
@@ -408,7 +418,7 @@ def test_latency_feedback_settles_a_cut_on_the_measured_latency(supernet):
     assert first.cost_after <= budget  # on the table's prediction
     sel = feedback.settle(index, first, choose, controller, step=10, members=0, final=True)
     assert choices and device.calls[-1]["arch"] == index.arch_without(sel.removed)
-    assert 0.95 * budget <= feedback.costs().total(index.arch_without(sel.removed)) <= budget  # measured
+    assert 0.9 * budget <= feedback.costs().total(index.arch_without(sel.removed)) <= budget  # measured
 
 
 def test_latency_feedback_is_off_for_a_table_of_another_device(supernet):

@@ -34,8 +34,8 @@ class SearchConfig:
         params: parameter ceiling instead of MACs.
         latency_ms: latency ceiling instead (milliseconds at ``input_size``, batch 1, predicted by a latency table
             measured on this device: :mod:`hrnas.latency`); the penalty then weights each unit by its measured
-            time, and the run ends inside ``[0.95, 1.0] x latency_ms`` (centred higher than a MACs budget: a
-            measured latency scatters by a few per cent when measured again).
+            time, and the run ends inside ``[0.9, 1.0] x latency_ms``, aiming at its middle and removing nothing
+            below it (a measured latency moves by a few per cent when measured again).
         latency_feedback: latency budgets, experimental: once the shrinking network nears the budget, time it on
             this device at every shrink check and scale the table's prediction to the measurement (a final cut is
             timed before it is made), so that the budget is about measured latency, not only the table's

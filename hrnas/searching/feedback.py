@@ -142,8 +142,8 @@ class LatencyFeedback:
         """
         if not self.enabled:
             return False
-        if self.measured_arch == arch:
-            return True
+        if self.measured_arch == arch and not force:
+            return True  # a forced reading (the final cut's) is taken again: the one reported pools every reading
         table = self.cost_model.latency_table
         predicted = table.predict(arch)
         if not force:

@@ -106,6 +106,7 @@ class RunPlan:
             finetune_tail=self.tail_start is not None,
             goal=self.budget_spec.goal,
             lower=self.budget_spec.band[0],
+            floor=self.budget_spec.floor,
         )
 
     def schedule(self, points: int = 100) -> dict[str, Any]:

@@ -248,7 +248,7 @@ def select_units(
         m[idx[:k]] = True
         return m
 
-    floor = controller.lower * budget if budget is not None else controller.floor_at(step)
+    floor = controller.floor * budget if budget is not None else controller.floor_at(step)
     k = _largest_prefix(len(dead_idx), lambda k: index.cost_without(removing(dead_idx, k, none)) >= floor)
     removed = removing(dead_idx, k, none)
     cost = index.cost_without(removed)
