@@ -260,9 +260,17 @@ def select_units(
     if cost > target:
         alive_idx = torch.nonzero(~removed).flatten()
         alive_idx = alive_idx[score[alive_idx].argsort(stable=True)]
+
+        def cost_at(k: int) -> int:
+            return index.cost_without(removing(alive_idx, k, removed))
+
         # smallest k with cost <= target == (largest k with cost > target) + 1
-        k2 = _largest_prefix(len(alive_idx), lambda k: index.cost_without(removing(alive_idx, k, removed)) > target)
-        k2 = min(k2 + 1, len(alive_idx))
+        k2 = min(_largest_prefix(len(alive_idx), lambda k: cost_at(k) > target) + 1, len(alive_idx))
+        # ... but not below the floor (a latency's floor is just under its goal, and one unit can span the gap),
+        # unless a final cut needs it to get under the budget's ceiling
+        k_floor = _largest_prefix(len(alive_idx), lambda k: cost_at(k) >= floor)
+        k_ceiling = min(_largest_prefix(len(alive_idx), lambda k: cost_at(k) > budget) + 1, len(alive_idx))
+        k2 = min(k2, max(k_floor, k_ceiling if final else 0))
         removed = removing(alive_idx, k2, removed)
         cost = index.cost_without(removed)
         forced = k2 > 0
