@@ -370,8 +370,31 @@ def _searched(summary: list[dict]) -> list[dict]:
     return [s for s in summary if s["backbone"] not in TIMM and not s["backbone"].startswith("uniform")]
 
 
-def _checks(summary: list[dict], task: str) -> list[str]:
-    """For each timm target, the best searched hrnas backbone at or below its latency against it."""
+def _as_fast(ours: dict, ref: dict, task: str, lat: dict) -> bool:
+    """Whether ``ours`` runs at or below ``ref``'s latency: for a network searched to ``ref``'s latency, on the
+    reading its band is judged on (beside ``ref`` alone, the median of the passes), since in the pass over every
+    backbone a pair is timed up to a round apart and a network a few hundredths under its target can read over it;
+    for any other pair, on that pass."""
+    ratio = _landing_ratio(ours, ref, task, lat)
+    if ratio is not None:
+        return ratio <= 1.0
+    return None not in (ours["ms"], ref["ms"]) and ours["ms"] <= ref["ms"]
+
+
+def _landing_ratio(ours: dict, ref: dict, task: str, lat: dict) -> float | None:
+    """The latency phase's reading of ``ours`` beside ``ref`` alone when ``ours`` was searched to ``ref``'s
+    latency (the median of the passes), else None."""
+    if _target_of(ours["backbone"]) != ref["backbone"]:
+        return None
+    for r in lat.get("landing", []):
+        if (r["backbone"], r["task"]) == (ours["backbone"], task):
+            return r["ratio"]
+    return None
+
+
+def _checks(summary: list[dict], task: str, lat: dict) -> list[str]:
+    """For each timm target, the best searched hrnas backbone at or below its latency (:func:`_as_fast`) against
+    it."""
     higher = TASKS[task].higher_is_better
     by = {s["backbone"]: s for s in summary}
     lines = []
@@ -379,30 +402,31 @@ def _checks(summary: list[dict], task: str) -> list[str]:
         ref = by.get(target)
         if ref is None or ref["ms"] is None:
             continue
-        ours = [s for s in _searched(summary) if s["ms"] is not None and s["ms"] <= ref["ms"]]
+        ours = [s for s in _searched(summary) if _as_fast(s, ref, task, lat)]
         if not ours:
             lines.append(f"- {task}: no hrnas backbone measured at or below {target}'s {ref['ms']:.2f} ms")
             continue
         best = max(ours, key=lambda s: s["mean"] if higher else -s["mean"])
         gap, spread, verdict = _compare(best, ref, task)
+        ratio = _landing_ratio(best, ref, task, lat)
+        beside = f"; {ratio:.4f} of it beside it alone" if ratio is not None else ""
         lines.append(
             f"- {task}, at or below {target}'s latency ({ref['ms']:.2f} ms): best hrnas {best['backbone']} "
-            f"({best['ms']:.2f} ms) {TASKS[task].metric_name} {best['mean']:.4f} vs {ref['mean']:.4f} "
+            f"({best['ms']:.2f} ms{beside}) {TASKS[task].metric_name} {best['mean']:.4f} vs {ref['mean']:.4f} "
             f"({len(best['seeds'])} / {len(ref['seeds'])} seeds; advantage {gap:+.4f}, seed spread {spread:.4f}): "
             f"{verdict}"
         )
     return lines
 
 
-def _pairs(summary: list[dict], task: str) -> list[str]:
-    """Every searched hrnas backbone against each timm target it is at least as fast as, and each latency-targeted
-    one against uniform width fitted to the same target."""
+def _pairs(summary: list[dict], task: str, lat: dict) -> list[str]:
+    """Every searched hrnas backbone against each timm target it is at least as fast as (:func:`_as_fast`), and each
+    latency-targeted one against uniform width fitted to the same target."""
     by = {s["backbone"]: s for s in summary}
     tier = {model: key for key, model in TARGETS.items()}
     rows = []
     for ours in _searched(summary):
-        refs = [by[t] for t in TARGETS.values() if t in by and None not in (by[t]["ms"], ours["ms"])
-                and ours["ms"] <= by[t]["ms"]]  # fmt: skip
+        refs = [by[t] for t in TARGETS.values() if t in by and _as_fast(ours, by[t], task, lat)]
         target = _target_of(ours["backbone"])
         if target in tier and f"uniform_{tier[target]}" in by:
             refs.append(by[f"uniform_{tier[target]}"])
@@ -499,7 +523,7 @@ def report() -> None:
               " / ".join(f"{v:.4f}" for v in s["values"])]
              + ([" / ".join(f"{v:.3f}" for v in s["per_class"] or [])] if classes else []) for s in summary],
         )  # fmt: skip
-        lines += ["", *_checks(summary, task), "", *_pairs(summary, task)]
+        lines += ["", *_checks(summary, task, lat), "", *_pairs(summary, task, lat)]
     lines += _landing(summaries, setup, lat)
     if "uniform" in setup:
         lines += ["## Set-up", ""]
